@@ -1,0 +1,7 @@
+"""`python -m lmzoo` is the `lmzoo` command."""
+
+import sys
+
+from lmzoo.cli import main
+
+sys.exit(main())

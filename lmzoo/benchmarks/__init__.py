@@ -1,0 +1,70 @@
+"""Benchmarks behind `lmzoo bench`: data pipeline, training, generation, and speed against reference models.
+
+Every benchmark returns a JSON-able dict `{"benchmark": name, "rows": [ {...}, ... ], ...}`; `format_table`
+renders any of them. Figures are only comparable within one run (the machines are shared and noisy), which is
+why the speed benchmark measures lmzoo and the references in the same process and reports ratios.
+
+Example:
+
+>>> from lmzoo import benchmarks
+>>> benchmarks.list_benchmarks()
+['data', 'generate', 'speed', 'train']
+"""
+
+import importlib
+
+# name -> (module, function); imported lazily so `lmzoo bench data` does not build models.
+_BENCHMARKS = {
+    "data": ("lmzoo.benchmarks.data", "bench_data"),
+    "train": ("lmzoo.benchmarks.models", "bench_train"),
+    "generate": ("lmzoo.benchmarks.models", "bench_generate"),
+    "speed": ("lmzoo.benchmarks.speed", "bench_speed"),
+}
+
+
+def list_benchmarks():
+    """The names `lmzoo bench` accepts (besides `all`)."""
+    return sorted(_BENCHMARKS)
+
+
+def run(which, *, quick=False, data_dir=None):
+    """Run one benchmark by name (or `"all"`) and return its result dict (a dict of them for `"all"`)."""
+    if which == "all":
+        return {name: run(name, quick=quick, data_dir=data_dir) for name in list_benchmarks()}
+    from lmzoo.registry import Registry
+
+    registry = Registry("benchmark")
+    for name, target in _BENCHMARKS.items():
+        registry.register(name, target)
+    module_name, function_name = registry.get(which)
+    function = getattr(importlib.import_module(module_name), function_name)
+    kwargs = {"quick": quick}
+    if which == "data":
+        kwargs["data_dir"] = data_dir
+    return function(**kwargs)
+
+
+def format_table(result):
+    """Render a benchmark result (or a dict of results from `all`) as aligned text tables."""
+    if "rows" not in result:
+        return "\n\n".join(format_table(r) for r in result.values())
+    rows = result["rows"]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[_format_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = [f"# {result.get('benchmark', '')}"]
+    lines.append("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    lines.extend("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _format_cell(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

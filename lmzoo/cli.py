@@ -1,0 +1,199 @@
+"""The `lmzoo` command line: argument parsing only; every command calls a library function.
+
+Run `lmzoo --help` for the commands. Defaults live in the library, not here: an option the user does not
+give is passed on as `None` (or left out), so the library's one definition of each default applies.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from lmzoo.errors import LmzooError
+
+DEFAULT_STUDY = "quickstart"
+
+
+def _print_json_or_table(result, as_json, table_fn):
+    if as_json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(table_fn(result))
+
+
+# --- command handlers: each one parses nothing and calls the library -------------------------------------------
+
+
+def _cmd_compare(args):
+    from lmzoo.training import compare
+
+    compare(
+        args.study or DEFAULT_STUDY,
+        out_dir=args.out,
+        max_steps=args.max_steps,
+        overrides=args.set,
+        strategy=args.strategy,
+        force=args.force,
+    )
+
+
+def _cmd_train(args):
+    from lmzoo.training import train
+
+    train(
+        args.study or DEFAULT_STUDY,
+        model=args.model,
+        seed=args.seed,
+        out_dir=args.out,
+        max_steps=args.max_steps,
+        overrides=args.set,
+        strategy=args.strategy,
+        force=args.force,
+    )
+
+
+def _cmd_generate(args):
+    from lmzoo.training import generate
+
+    kwargs = {k: v for k, v in vars(args).items() if k in _GENERATE_OPTIONS and v is not None}
+    print(generate(args.run_dir, args.prompt, **kwargs))
+
+
+_GENERATE_OPTIONS = ("max_length", "sampler", "temperature", "top_k", "top_p", "seed")
+
+
+def _cmd_report(args):
+    from lmzoo.training import report
+
+    path = report(args.study_dir)
+    print(f"Report written to {path}")
+
+
+def _cmd_tensorboard(args):
+    from lmzoo.training import tensorboard_command
+
+    command = tensorboard_command(args.study_dir, port=args.port)
+    if args.print_only:
+        print(" ".join(command))
+        return
+    os.execvp(command[0], command)
+
+
+def _cmd_data_stats(args):
+    from lmzoo.data.stats import corpus_stats, format_stats
+
+    stats = corpus_stats(args.source, args.tokenizer, data_dir=args.data_dir)
+    _print_json_or_table(stats, args.json, format_stats)
+
+
+def _cmd_models(args):
+    from lmzoo.models import list_models, list_presets
+
+    for name in list_models():
+        print(f"{name:12s} presets: {', '.join(list_presets(name))}")
+
+
+def _cmd_bench(args):
+    from lmzoo import benchmarks
+
+    result = benchmarks.run(args.which, quick=args.quick, data_dir=args.data_dir)
+    _print_json_or_table(result, args.json, benchmarks.format_table)
+
+
+# --- the parser ---------------------------------------------------------------------------------------------------
+
+
+def _add_study_options(parser):
+    parser.add_argument("--out", default=None, help="output root (default: ./runs)")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap every run at N training steps")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any study key, e.g. --set train.batch_size=32 (repeatable)",
+    )
+    parser.add_argument(
+        "--strategy", default=None, choices=["auto", "default", "mirrored", "multi_worker", "tpu"],
+        help="tf.distribute strategy (default: the study's, else auto)",
+    )
+    parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
+
+
+def build_parser():
+    """The `lmzoo` argument parser (exposed for tests and for the docs)."""
+    parser = argparse.ArgumentParser(
+        prog="lmzoo",
+        description="Compare recurrent and Transformer language models, fairly, on your data and hardware.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    p = commands.add_parser("compare", help="train every model of a study under a matched budget and report")
+    p.add_argument("study", nargs="?", help=f"a study YAML path or a built-in name (default: {DEFAULT_STUDY})")
+    _add_study_options(p)
+    p.set_defaults(handler=_cmd_compare)
+
+    p = commands.add_parser("train", help="train one model of a study (one run of `compare`)")
+    p.add_argument("study", nargs="?", help=f"a study YAML path or a built-in name (default: {DEFAULT_STUDY})")
+    p.add_argument("--model", required=True, help="the study's model name to train")
+    p.add_argument("--seed", type=int, default=None, help="which of the study's seeds (default: its first)")
+    _add_study_options(p)
+    p.set_defaults(handler=_cmd_train)
+
+    p = commands.add_parser("generate", help="generate text from a trained run")
+    p.add_argument("run_dir", help="a run directory (STUDY_DIR/runs/RUN_NAME)")
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-length", type=int, default=None, help="number of new tokens")
+    p.add_argument("--sampler", default=None, choices=["greedy", "top_k", "top_p", "random", "beam"])
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(handler=_cmd_generate)
+
+    p = commands.add_parser("report", help="rebuild results.json/csv, report.md and plots of a study directory")
+    p.add_argument("study_dir")
+    p.set_defaults(handler=_cmd_report)
+
+    p = commands.add_parser("tensorboard", help="start TensorBoard on a study directory")
+    p.add_argument("study_dir")
+    p.add_argument("--port", type=int, default=6006)
+    p.add_argument("--print-only", action="store_true", help="print the command instead of running it")
+    p.set_defaults(handler=_cmd_tensorboard)
+
+    p = commands.add_parser("bench", help="benchmarks: data pipeline, training, generation, speed vs references")
+    p.add_argument("which", choices=["data", "train", "generate", "speed", "all"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quick", action="store_true", help="tiny settings, to check the benchmark runs")
+    p.add_argument("--data-dir", default=None, help="directory with the corpora (default: $LMZOO_DATA_DIR)")
+    p.set_defaults(handler=_cmd_bench)
+
+    p = commands.add_parser("data", help="inspect corpora and tokenizers")
+    data_commands = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_commands.required = True
+    s = data_commands.add_parser("stats", help="per-split token and character counts and the vocabulary size")
+    s.add_argument("source", help="a corpus name (tiny_shakespeare, wikitext2, ptb, synthetic:...) or a path")
+    s.add_argument("--tokenizer", default="char", help="char, byte, word or wordpiece (default: char)")
+    s.add_argument("--data-dir", default=None, help="directory with the corpora (default: $LMZOO_DATA_DIR)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(handler=_cmd_data_stats)
+
+    p = commands.add_parser("models", help="list the registered model families and their presets")
+    p.set_defaults(handler=_cmd_models)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `lmzoo` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except LmzooError as error:
+        print(f"lmzoo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lmzoo {args.command}: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

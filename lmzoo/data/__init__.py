@@ -1,0 +1,47 @@
+"""Corpora, the synthetic suite and the tf.data pipelines every model shares (see docs/data.md)."""
+
+from lmzoo.data.corpora import (
+    DEFAULT_SPLIT,
+    NAMED_CORPORA,
+    SPLITS,
+    Corpus,
+    EncodedCorpus,
+    encode_corpus,
+    list_corpora,
+    load_classification,
+    load_corpus,
+    num_classes,
+    read_text,
+    split_contiguous,
+)
+from lmzoo.data.pipelines import (
+    causal_lm_dataset,
+    causal_lm_eval_dataset,
+    classification_dataset,
+    contiguous_lm_dataset,
+    masked_lm_dataset,
+)
+from lmzoo.data.synthetic import MarkovChain, load_synthetic, synthetic_classification
+
+__all__ = [
+    "DEFAULT_SPLIT",
+    "NAMED_CORPORA",
+    "SPLITS",
+    "Corpus",
+    "EncodedCorpus",
+    "MarkovChain",
+    "causal_lm_dataset",
+    "causal_lm_eval_dataset",
+    "classification_dataset",
+    "contiguous_lm_dataset",
+    "encode_corpus",
+    "list_corpora",
+    "load_classification",
+    "load_corpus",
+    "load_synthetic",
+    "masked_lm_dataset",
+    "num_classes",
+    "read_text",
+    "split_contiguous",
+    "synthetic_classification",
+]

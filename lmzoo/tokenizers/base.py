@@ -1,0 +1,156 @@
+"""The one tokenizer interface every model and pipeline in lmzoo shares.
+
+Every tokenizer reserves the same five ids at the start of its vocabulary, so a model, a masked-LM pipeline
+or a classifier never needs to know which tokenizer produced its inputs:
+
+    0 [PAD]   1 [UNK] (`<unk>` for the word level)   2 [CLS]   3 [SEP]   4 [MASK]
+
+`tokenize` and `detokenize` are TensorFlow graph ops (they run inside `tf.data.Dataset.map`); `encode` and
+`decode` are their Python conveniences.
+"""
+
+import json
+import pathlib
+
+import tensorflow as tf
+
+from lmzoo.errors import LmzooError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+RESERVED_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+CONFIG_FILE = "tokenizer.json"
+
+
+class Tokenizer:
+    """Base class: maps text to int32 ids and back, with the reserved ids of `RESERVED_TOKENS`.
+
+    Subclasses set `name` (the registry name), implement `tokenize`, `detokenize`, `get_config` and the
+    `vocabulary` property (the token string of every id, id order), and train themselves in `from_text`.
+
+    Example:
+
+    >>> import lmzoo
+    >>> tokenizer = lmzoo.build_tokenizer("char", "hello")
+    >>> tokenizer.decode(tokenizer.encode("hell"))
+    'hell'
+    >>> tokenizer.pad_id, tokenizer.mask_id
+    (0, 4)
+    """
+
+    name = None
+    pad_id, unk_id, cls_id, sep_id, mask_id = 0, 1, 2, 3, 4
+    eos_id = None
+
+    @classmethod
+    def from_text(cls, text, **options):
+        """Train the vocabulary on `text` and return the tokenizer."""
+        raise NotImplementedError
+
+    @property
+    def vocabulary(self):
+        """The token string of every id, in id order (reserved tokens first)."""
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self):
+        """Total number of ids, reserved tokens included: the size a model's embedding needs."""
+        return len(self.vocabulary)
+
+    @property
+    def base_vocab_size(self):
+        """Number of ids that stand for corpus units (characters, bytes, words, pieces), reserved ids excluded."""
+        return self.vocab_size - len(RESERVED_TOKENS)
+
+    def tokenize(self, text):
+        """A tf string scalar -> int32 ids `(N,)`; a batch `(B,)` -> a `tf.RaggedTensor` `(B, None)`."""
+        raise NotImplementedError
+
+    def detokenize(self, ids):
+        """int32 ids `(N,)` -> a tf string scalar; `(B, N)` (dense or ragged) -> strings `(B,)`. Drops [PAD]."""
+        raise NotImplementedError
+
+    def encode(self, text):
+        """Python convenience: `text` -> a list of ids."""
+        return self.tokenize(tf.constant(text)).numpy().tolist()
+
+    def decode(self, ids):
+        """Python convenience: a sequence of ids -> text (invalid UTF-8 from byte ids shows as U+FFFD)."""
+        return self.detokenize(tf.constant(list(ids), tf.int32)).numpy().decode("utf-8", errors="replace")
+
+    def id_to_token(self, token_id):
+        """The token string of one id."""
+        return self.vocabulary[token_id]
+
+    def get_config(self):
+        """The constructor arguments, vocabulary included: `type(self)(**config)` rebuilds the tokenizer."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def save(self, directory):
+        """Write `tokenizer.json` (registry name + config) into `directory`, creating it if needed."""
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"name": self.name, "config": self.get_config()}
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory):
+        """Rebuild a tokenizer saved with `save` (any subclass)."""
+        from lmzoo.tokenizers import load_tokenizer
+
+        return load_tokenizer(directory)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def detokenize_with_pieces(pieces, ids, separator=""):
+    """Join the string piece of every id (ids `(N,)` -> scalar, `(B, N)` dense or ragged -> `(B,)`), skipping [PAD]."""
+    ids = tf.convert_to_tensor(ids) if not isinstance(ids, tf.RaggedTensor) else ids
+    ids = tf.ragged.boolean_mask(ids, tf.not_equal(ids, 0)) if ids.shape.rank == 1 else _drop_padding(ids)
+    return tf.strings.reduce_join(tf.gather(pieces, tf.cast(ids, tf.int32)), axis=-1, separator=separator)
+
+
+def _drop_padding(ids):
+    if not isinstance(ids, tf.RaggedTensor):
+        ids = tf.RaggedTensor.from_tensor(ids)
+    return tf.ragged.boolean_mask(ids, tf.not_equal(ids, 0))
+
+
+def check_vocab_size(name, vocab_size, minimum):
+    """Raise one clear error when a requested vocabulary cannot even hold the reserved tokens."""
+    if vocab_size is not None and vocab_size < minimum:
+        raise LmzooError(
+            f"{name} tokenizer: max vocabulary size {vocab_size} is too small for the {minimum - 1} reserved "
+            f"tokens ({', '.join(RESERVED_TOKENS)}...) plus one corpus token; use at least {minimum}."
+        )
+
+
+def check_training_text(name, text):
+    """Tokenizers that learn a vocabulary need non-empty text."""
+    if not isinstance(text, str) or not text:
+        raise LmzooError(
+            f"The {name!r} tokenizer learns its vocabulary from text, but got {type(text).__name__} "
+            f"{text!r:.40}; pass the training split, e.g. build_tokenizer({name!r}, corpus.train)."
+        )
+
+
+def line_aligned_chunks(text, chunk_characters):
+    """Cut `text` after line breaks into pieces of about `chunk_characters`; joined, they give `text` back.
+
+    Example:
+
+    >>> from lmzoo.tokenizers.base import line_aligned_chunks
+    >>> line_aligned_chunks("ab\\ncd\\nef", 2)
+    ['ab\\n', 'cd\\n', 'ef']
+    """
+    chunks, start = [], 0
+    while start < len(text):
+        end = text.find("\n", start + chunk_characters)
+        end = len(text) if end < 0 else end + 1
+        chunks.append(text[start:end])
+        start = end
+    return chunks

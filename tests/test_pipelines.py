@@ -1,0 +1,145 @@
+"""tf.data pipelines: window contents, shuffling by seed, sharding, exact-once evaluation, BPTT, masking."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lmzoo.data import (
+    causal_lm_dataset,
+    causal_lm_eval_dataset,
+    classification_dataset,
+    contiguous_lm_dataset,
+    masked_lm_dataset,
+)
+from lmzoo.errors import DataError, LmzooError
+from lmzoo.tokenizers import build_tokenizer
+
+STREAM = np.arange(1, 102, dtype=np.int32)  # 101 tokens, 100 targets
+
+
+def _batches(dataset, count):
+    return [tuple(t.numpy() for t in batch) for batch in dataset.take(count)]
+
+
+def test_causal_windows_are_shifted_by_one_and_statically_shaped():
+    dataset = causal_lm_dataset(STREAM, sequence_length=10, batch_size=4, shuffle=False, repeat=False)
+    assert dataset.element_spec[0].shape == (4, 10) and dataset.element_spec[0].dtype == tf.int32
+    batches = _batches(dataset, 10)
+    assert len(batches) == 2  # 10 windows -> two full batches of 4; the incomplete one is dropped
+    x, y = batches[0]
+    assert x[1].tolist() == list(range(11, 21)) and y[1].tolist() == list(range(12, 22))
+
+
+def test_causal_shuffle_is_a_seeded_permutation_reshuffled_every_epoch():
+    def first_tokens(seed, epochs):
+        dataset = causal_lm_dataset(STREAM, sequence_length=10, batch_size=2, seed=seed)
+        return [int(x[0]) for batch in _batches(dataset, 5 * epochs) for x in batch[0]]
+
+    epoch = first_tokens(seed=7, epochs=1)
+    assert sorted(epoch) == list(range(1, 101, 10))  # every window once per epoch
+    assert first_tokens(seed=7, epochs=2) == first_tokens(seed=7, epochs=2)
+    two_epochs = first_tokens(seed=7, epochs=2)
+    assert two_epochs[10:] != two_epochs[:10] and sorted(two_epochs[10:]) == sorted(epoch)
+    assert first_tokens(seed=8, epochs=1) != epoch
+
+
+def test_causal_input_context_shards_windows_and_uses_per_replica_batches():
+    seen = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        dataset = causal_lm_dataset(STREAM, sequence_length=10, batch_size=4, shuffle=False, repeat=False,
+                                    input_context=context)
+        batches = _batches(dataset, 10)
+        assert all(x.shape == (2, 10) for x, _ in batches)
+        seen.append({int(row[0]) for x, _ in batches for row in x})
+    # Pipeline 0 reads windows 0, 2, 4, ... and pipeline 1 windows 1, 3, 5, ...; each drops its last half batch.
+    assert seen == [{1, 21, 41, 61}, {11, 31, 51, 71}]
+
+
+def test_causal_bad_settings_raise_clear_errors():
+    with pytest.raises(DataError, match="sequence_length=200 is longer than the split"):
+        causal_lm_dataset(STREAM, sequence_length=200, batch_size=1)
+    with pytest.raises(DataError, match="fewer than one batch of 32"):
+        causal_lm_dataset(STREAM, sequence_length=10, batch_size=32)
+    with pytest.raises(LmzooError, match="batch_size=0 must be a positive integer"):
+        causal_lm_dataset(STREAM, sequence_length=10, batch_size=0)
+    with pytest.raises(DataError, match="1-D integer stream"):
+        causal_lm_dataset(STREAM.reshape(1, -1), sequence_length=10, batch_size=1)
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=3)
+    with pytest.raises(LmzooError, match="divisible by the 3 replicas"):
+        causal_lm_dataset(STREAM, sequence_length=10, batch_size=4, input_context=context)
+
+
+@pytest.mark.parametrize("sequence_length,batch_size", [(7, 3), (10, 5), (100, 2), (1, 1), (150, 4)])
+def test_eval_visits_every_target_exactly_once(sequence_length, batch_size):
+    batches = _batches(causal_lm_eval_dataset(STREAM, sequence_length=sequence_length, batch_size=batch_size), 1000)
+    x = np.concatenate([b[0] for b in batches]).ravel()
+    y = np.concatenate([b[1] for b in batches]).ravel()
+    w = np.concatenate([b[2] for b in batches]).ravel()
+    assert all(b[0].shape == (batch_size, sequence_length) for b in batches)
+    assert y[w == 1].tolist() == STREAM[1:].tolist() and x[w == 1].tolist() == STREAM[:-1].tolist()
+    assert w.sum() == 100 and not y[w == 0].any()
+
+
+def test_contiguous_rows_continue_across_batches():
+    batches = _batches(contiguous_lm_dataset(STREAM, sequence_length=10, batch_size=3), 100)
+    assert len(batches) == 4  # rows of 40 = ceil(100 / 30) * 10 targets
+    for (_, y0, _), (x1, _, w1) in zip(batches, batches[1:]):
+        real = w1[:, 0] == 1
+        assert (x1[real, 0] == y0[real, -1]).all()  # row r of batch i+1 starts where row r of batch i ended
+    assert batches[0][0][:, 0].tolist() == [1, 41, 81]
+    rows = np.concatenate([b[1] for b in batches], axis=1)  # (B, C * T), each row one contiguous stream
+    weights = np.concatenate([b[2] for b in batches], axis=1)
+    assert rows[weights == 1].tolist() == STREAM[1:].tolist()  # row-major order is the stream order
+    assert weights.sum() == 100
+
+
+def test_masked_lm_weights_mark_exactly_the_selected_positions():
+    tokenizer = build_tokenizer("byte")
+    stream = np.random.default_rng(0).integers(5, 261, 20_000).astype(np.int32)
+    dataset = masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, seed=0)
+    x, y, w = (np.concatenate(parts) for parts in zip(*_batches(dataset, 10)))
+    assert x.shape == y.shape == w.shape == (160, 64) and set(np.unique(w)) == {0.0, 1.0}
+    assert (x[w == 0] == y[w == 0]).all()  # unselected positions are untouched
+    assert 0.13 < w.mean() < 0.17  # 15% selected
+    selected = x[w == 1]
+    assert 0.75 < (selected == tokenizer.mask_id).mean() < 0.85  # 80% [MASK]
+    changed = (selected != tokenizer.mask_id) & (selected != y[w == 1])
+    assert 0.05 < changed.mean() < 0.15  # about 10% random (a random draw can hit the original id)
+    with pytest.raises(LmzooError, match="mask_rate"):
+        masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, mask_rate=1.5)
+
+
+def test_classification_from_a_synthetic_task():
+    tokenizer = build_tokenizer("char", "01")
+    dataset = classification_dataset("synthetic:parity", tokenizer, sequence_length=20, batch_size=8)
+    x, y, w = _batches(dataset, 1)[0]
+    assert x.shape == (8, 20) and y.shape == (8,) and (w == 1).all() and (x[:, 0] == tokenizer.cls_id).all()
+    ones = (x == tokenizer.encode("1")[0]).sum(axis=1)
+    assert (ones % 2 == y).all()
+
+
+def test_classification_eval_sees_each_example_once_with_padded_rows(tmp_path):
+    path = tmp_path / "valid.tsv"
+    path.write_text("".join(f"{'ab' * i}\t{i % 3}\n" for i in range(1, 6)), encoding="utf-8")
+    tokenizer = build_tokenizer("char", "ab")
+    dataset = classification_dataset(str(path), tokenizer, sequence_length=6, batch_size=2, shuffle=False,
+                                     repeat=False)
+    batches = _batches(dataset, 10)
+    y = np.concatenate([b[1] for b in batches])
+    w = np.concatenate([b[2] for b in batches])
+    assert len(batches) == 3 and y.tolist() == [1, 2, 0, 1, 2, 0] and w.tolist() == [1, 1, 1, 1, 1, 0]
+    assert batches[0][0][0].tolist() == [2, 5, 6, 0, 0, 0]  # [CLS] a b, padded
+    assert batches[2][0][0].tolist() == [2, 5, 6, 5, 6, 5]  # truncated to T
+    assert not batches[2][0][1].any()  # the padding row is all [PAD]
+
+
+def test_pipelines_feed_a_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    distributed = strategy.distribute_datasets_from_function(
+        lambda context: causal_lm_dataset(STREAM, sequence_length=10, batch_size=4, input_context=context)
+    )
+    x, y = next(iter(distributed))
+    x, y = strategy.experimental_local_results(x)[0], strategy.experimental_local_results(y)[0]
+    assert x.shape == (4, 10) and (x.numpy()[:, 1:] == y.numpy()[:, :-1]).all()

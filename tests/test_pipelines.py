@@ -95,20 +95,79 @@ def test_contiguous_rows_continue_across_batches():
     assert weights.sum() == 100
 
 
-def test_masked_lm_weights_mark_exactly_the_selected_positions():
+def _masked_stream(num_tokens, seed=0):
+    """Byte ids with [PAD], [CLS] and [SEP] at every 7th position, which masking must never select."""
     tokenizer = build_tokenizer("byte")
-    stream = np.random.default_rng(0).integers(5, 261, 20_000).astype(np.int32)
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(5, 261, num_tokens).astype(np.int32)
+    stream[::7] = rng.choice([tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id], len(stream[::7]))
+    return stream, tokenizer
+
+
+def test_masked_lm_follows_bert_masking():
+    stream, tokenizer = _masked_stream(20_000)
     dataset = masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, seed=0)
-    x, y, w = (np.concatenate(parts) for parts in zip(*_batches(dataset, 10)))
-    assert x.shape == y.shape == w.shape == (160, 64) and set(np.unique(w)) == {0.0, 1.0}
+    x, y, w = (np.concatenate(parts) for parts in zip(*_batches(dataset, 20)))
+    assert x.shape == y.shape == w.shape == (320, 64) and x.dtype == y.dtype == np.int32
+    assert set(np.unique(w)) == {0.0, 1.0}
     assert (x[w == 0] == y[w == 0]).all()  # unselected positions are untouched
-    assert 0.13 < w.mean() < 0.17  # 15% selected
-    selected = x[w == 1]
-    assert 0.75 < (selected == tokenizer.mask_id).mean() < 0.85  # 80% [MASK]
-    changed = (selected != tokenizer.mask_id) & (selected != y[w == 1])
-    assert 0.05 < changed.mean() < 0.15  # about 10% random (a random draw can hit the original id)
+    special = np.isin(y, [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id])
+    assert special.sum() > 2000 and not w[special].any()  # [PAD], [CLS], [SEP] are never selected
+    assert 0.14 < w[~special].mean() < 0.16  # 15% of the selectable positions (~2,600 selected)
+    selected, original = x[w == 1], y[w == 1]
+    masked = selected == tokenizer.mask_id
+    replaced = ~masked & (selected != original)
+    kept = selected == original
+    assert 0.77 < masked.mean() < 0.83  # 80% [MASK]
+    assert 0.08 < replaced.mean() < 0.12 and 0.08 < kept.mean() < 0.12  # 10% random, 10% kept
+    assert (selected[replaced] >= 5).all() and (selected[replaced] < tokenizer.vocab_size).all()  # non-reserved
     with pytest.raises(LmzooError, match="mask_rate"):
         masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, mask_rate=1.5)
+
+
+def test_masked_lm_masks_are_a_function_of_the_seed_and_differ_every_batch():
+    stream, tokenizer = _masked_stream(640)  # 40 windows: 10 batches per epoch
+
+    def batches(seed):
+        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=seed, shuffle=False)
+        return _batches(dataset, 20)
+
+    first, again, other = batches(seed=1), batches(seed=1), batches(seed=2)
+    assert all((a == b).all() for batch, same in zip(first, again) for a, b in zip(batch, same))
+    assert all((batch[1] == changed[1]).all() for batch, changed in zip(first, other))  # same windows ...
+    assert not (np.stack([b[2] for b in first]) == np.stack([b[2] for b in other])).all()  # ... other masks
+    # Dynamic masking: the second epoch revisits the same windows with new masks.
+    assert all((a[1] == b[1]).all() for a, b in zip(first[:10], first[10:]))
+    assert not any((a[2] == b[2]).all() for a, b in zip(first[:10], first[10:]))
+
+
+def test_masked_lm_input_pipelines_draw_different_masks():
+    tokenizer = build_tokenizer("byte")
+    stream = np.random.default_rng(0).integers(5, 261, 640).astype(np.int32)  # nothing unselectable
+    weights = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id)
+        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=0,
+                                    input_context=context)
+        weights.append(np.stack([w for _, _, w in _batches(dataset, 5)]))
+    assert not (weights[0] == weights[1]).all()
+
+
+def test_masked_lm_iterator_resumes_from_a_checkpoint(tmp_path):
+    stream, tokenizer = _masked_stream(640)
+
+    def dataset():
+        return masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=5)
+
+    uninterrupted = iter(dataset())
+    for _ in range(13):  # into the second epoch, past a reshuffle
+        next(uninterrupted)
+    path = tf.train.Checkpoint(iterator=uninterrupted).write(str(tmp_path / "iterator"))
+    expected = [next(uninterrupted) for _ in range(3)]
+    resumed = iter(dataset())
+    tf.train.Checkpoint(iterator=resumed).read(path).assert_consumed()
+    for batch in expected:
+        assert all((a.numpy() == b.numpy()).all() for a, b in zip(batch, next(resumed)))
 
 
 def test_classification_from_a_synthetic_task():

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmzoo.errors import DataError, LmzooError
+from lmzoo.tokenizers.base import RESERVED_TOKENS
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -123,8 +124,12 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
                       repeat=True, input_context=None):
     """BERT-style masked LM batches: 15% of positions selected, 80% [MASK] / 10% random / 10% kept.
 
-    Windows of T tokens are masked afresh every time they are visited (dynamic masking) with
-    `keras_hub.layers.MaskedLMMaskGenerator`; its sparse mask positions become dense weights.
+    Each position other than [PAD], [CLS] and [SEP] is selected with probability `mask_rate`; a selected
+    position becomes [MASK] with probability 0.8, a uniformly random non-reserved id (never [PAD], [UNK],
+    [CLS], [SEP] or [MASK]; keras-hub draws from all ids) with probability 0.1, and stays as it is otherwise.
+    Windows are masked afresh every time they are visited (dynamic masking), yet the masks are a pure function
+    of `seed` and the batch's position in the stream: two runs with the same seed see the same batches, and
+    a checkpointed iterator (`tf.train.Checkpoint(iterator=it)`) resumes to the same masks.
 
     Args:
         tokens: int array `(N,)`.
@@ -132,8 +137,8 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
         sequence_length: int. T.
         batch_size: int. Global batch size B.
         mask_rate: float. Fraction of positions selected for prediction.
-        seed, shuffle, repeat, input_context: as in `causal_lm_dataset` (the seed orders the windows; mask
-            draws follow TensorFlow's random state).
+        seed: int. Orders the windows (as in `causal_lm_dataset`) and draws the masks.
+        shuffle, repeat, input_context: as in `causal_lm_dataset`.
 
     Yields:
         `(x, y, w)`: masked ids int32 `(B, T)`, original ids int32 `(B, T)`, float32 `(B, T)` equal to 1.0
@@ -148,32 +153,31 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
     >>> bool(np.all((x.numpy() == y.numpy()) | (w.numpy() == 1)))
     True
     """
-    import keras_hub
-
     stream = _as_stream(tokens, minimum=1)
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
     if not 0 < mask_rate < 1:
         raise LmzooError(f"mask_rate={mask_rate!r} must be between 0 and 1 (BERT uses 0.15).")
+    first_random_id = len(RESERVED_TOKENS)
+    if tokenizer.vocab_size <= first_random_id:
+        raise DataError(f"The tokenizer has only its {first_random_id} reserved ids; masking needs corpus ids.")
     num_windows = len(stream) // sequence_length
     starts = _batched_window_starts(num_windows, sequence_length, len(stream), batch_size, seed, shuffle, repeat,
                                     input_context)
-    masker = keras_hub.layers.MaskedLMMaskGenerator(
-        vocabulary_size=tokenizer.vocab_size,
-        mask_selection_rate=mask_rate,
-        mask_token_id=tokenizer.mask_id,
-        mask_selection_length=sequence_length,  # never truncate a selection
-        unselectable_token_ids=[tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id],
-    )
+    # Batch i of input pipeline p is batch i * shards + p of the whole run, so pipelines never share masks.
+    shards, shard = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
+    unselectable = tf.constant([tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id], tf.int32)
+    random_ids = (first_random_id, tokenizer.vocab_size)
     stream = tf.constant(stream)
     offsets = tf.range(sequence_length, dtype=tf.int64)
 
-    def mask_windows(starts_B):
+    def mask_windows(batch_index, starts_B):
         original = tf.gather(stream, starts_B[:, None] + offsets)  # (B, T)
-        masked = masker(original)
-        weights = _dense_weights(masked["mask_positions"], masked["mask_weights"], tf.shape(original))
-        return tf.cast(masked["token_ids"], tf.int32), original, weights
+        key = tf.stack([tf.constant(seed, tf.int64), batch_index * shards + shard])
+        masked, weights = _mask_tokens(original, key, mask_rate=mask_rate, mask_id=tokenizer.mask_id,
+                                       unselectable_ids=unselectable, random_ids=random_ids)
+        return masked, original, weights
 
-    return starts.map(mask_windows, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return starts.enumerate().map(mask_windows, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def classification_dataset(source, tokenizer, *, sequence_length, batch_size, split="train", seed=0, shuffle=True,
@@ -243,12 +247,22 @@ def _pad_examples(texts, labels, weights, batch_size):
     )
 
 
-def _dense_weights(positions_BxP, weights_BxP, shape):
-    """Scatter the generator's padded (B, P) positions/weights into (B, T); padding entries carry weight 0."""
-    positions_BxP = tf.cast(positions_BxP, tf.int32)
-    rows_BxP = tf.broadcast_to(tf.range(shape[0])[:, None], tf.shape(positions_BxP))
-    indices = tf.stack([rows_BxP, positions_BxP], axis=-1)
-    return tf.tensor_scatter_nd_add(tf.zeros(shape, tf.float32), indices, tf.cast(weights_BxP, tf.float32))
+def _mask_tokens(ids_BxT, key, *, mask_rate, mask_id, unselectable_ids, random_ids):
+    """BERT masking drawn from the stateless `key` (int64 `(2,)`): masked ids and float32 weights `(B, T)`.
+
+    `random_ids` is the `[low, high)` range random replacements are drawn from.
+    """
+    # Not keras_hub.layers.MaskedLMMaskGenerator: it takes no seed and draws with stateful random ops, so runs
+    # with the same seed get different masks and a tf.data iterator that maps it cannot be checkpointed.
+    select_key, action_key, random_key = tf.unstack(tf.random.experimental.stateless_split(key, num=3))
+    shape = tf.shape(ids_BxT)
+    selectable_BxT = tf.reduce_all(ids_BxT[:, :, None] != unselectable_ids, axis=-1)
+    selected_BxT = selectable_BxT & (tf.random.stateless_uniform(shape, select_key) < mask_rate)
+    action_BxT = tf.random.stateless_uniform(shape, action_key)  # [0, 0.8) [MASK], [0.8, 0.9) random, else kept
+    low, high = random_ids
+    random_BxT = tf.random.stateless_uniform(shape, random_key, minval=low, maxval=high, dtype=tf.int32)
+    replaced_BxT = tf.where(action_BxT < 0.8, mask_id, tf.where(action_BxT < 0.9, random_BxT, ids_BxT))
+    return tf.where(selected_BxT, replaced_BxT, ids_BxT), tf.cast(selected_BxT, tf.float32)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -183,6 +183,9 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of the `lmzoo` console script; returns the process exit code."""
+    # TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) drowns a command's own output; a
+    # user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)

@@ -1,0 +1,105 @@
+"""A stack of keras' own SimpleRNN / LSTM / GRU layers, so the fused cuDNN kernel is kept on GPUs."""
+
+import keras
+
+from lmzoo.errors import LmzooError
+
+# Each cell's keras layer, its number of gate blocks (weight matrices per layer) and of state tensors.
+CELLS = {
+    "simple_rnn": (keras.layers.SimpleRNN, 1, 1),
+    "lstm": (keras.layers.LSTM, 4, 2),
+    "gru": (keras.layers.GRU, 3, 1),
+}
+# keras has a fused cuDNN kernel for LSTM and GRU only (with the settings `recurrent_layer` uses).
+FUSED_CELLS = ("lstm", "gru")
+
+
+def check_cell(cell):
+    """Raise `LmzooError` unless `cell` is a known cell name."""
+    if cell not in CELLS:
+        raise LmzooError(f"Unknown cell {cell!r}: use one of {', '.join(CELLS)}.")
+
+
+def recurrent_layer(cell, hidden_dim, dtype, name):
+    """One keras recurrent layer with exactly the cuDNN-eligible settings (tanh, sigmoid, no recurrent dropout,
+    not unrolled, biases, GRU reset_after)."""
+    layer_class = CELLS[cell][0]
+    kwargs = dict(return_sequences=True, return_state=True, activation="tanh", use_bias=True, unroll=False,
+                  recurrent_dropout=0.0, dtype=dtype, name=name)
+    if cell != "simple_rnn":
+        kwargs["recurrent_activation"] = "sigmoid"
+    if cell == "gru":
+        kwargs["reset_after"] = True
+    return layer_class(hidden_dim, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="lmzoo")
+class RecurrentStack(keras.layers.Layer):
+    """`num_layers` recurrent layers with dropout between them; returns every output and the final states.
+
+    `call(x, initial_state=None)` returns `(outputs (B, T, H), states)` where `states` is a flat list with
+    `states_per_layer` tensors `(B, H)` per layer (LSTM: h and c; GRU, SimpleRNN: h). Pass the states back as
+    `initial_state` to carry them across contiguous batches.
+
+    Args:
+        cell: `"simple_rnn"`, `"lstm"` or `"gru"`.
+        hidden_dim: state width `H` of every layer.
+        num_layers: number of stacked layers.
+        dropout: dropout between layers and on the top layer's output.
+
+    Example:
+
+    >>> import numpy as np
+    >>> stack = RecurrentStack("gru", hidden_dim=6, num_layers=2)
+    >>> outputs, states = stack(np.zeros((2, 5, 4), "float32"))
+    >>> tuple(outputs.shape), len(states)
+    ((2, 5, 6), 2)
+    """
+
+    def __init__(self, cell, hidden_dim, num_layers, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        check_cell(cell)
+        self.cell = cell
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.rnn_layers = [
+            recurrent_layer(cell, hidden_dim, self.dtype_policy, f"{cell}_{i}") for i in range(num_layers)
+        ]
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
+
+    @property
+    def states_per_layer(self):
+        """How many state tensors each layer carries (2 for LSTM, 1 otherwise)."""
+        return CELLS[self.cell][2]
+
+    @property
+    def uses_fused_kernel(self):
+        """Whether keras can run this stack on its fused cuDNN kernel (on a GPU)."""
+        return self.cell in FUSED_CELLS
+
+    def build(self, input_shape):
+        for layer in self.rnn_layers:
+            layer.build(input_shape)
+            input_shape = (*input_shape[:-1], self.hidden_dim)
+
+    def zero_states(self, batch_size):
+        """The initial states: a flat list of zeros `(B, H)`, `states_per_layer` per layer."""
+        zeros = keras.ops.zeros((batch_size, self.hidden_dim), dtype=self.compute_dtype)
+        return [zeros] * (self.num_layers * self.states_per_layer)
+
+    def call(self, x, initial_state=None, training=False):
+        n = self.states_per_layer
+        states = []
+        for i, layer in enumerate(self.rnn_layers):
+            layer_state = None if initial_state is None else list(initial_state[i * n:(i + 1) * n])
+            x, *final = layer(x, initial_state=layer_state, training=training)  # (B, T, H)
+            states.extend(final)
+            if self.dropout_layer:
+                x = self.dropout_layer(x, training=training)
+        return x, states
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(cell=self.cell, hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout)
+        return config

@@ -1,0 +1,107 @@
+"""One Transformer block for every model: causal or bidirectional, pre- or post-layer-norm."""
+
+import keras
+from keras import ops
+
+from lmzoo.layers.attention import MultiHeadAttention
+
+
+def maybe_dropout(rate, dtype, name):
+    """A Dropout layer, or None when `rate` is 0 so the graph has no no-op layers."""
+    return keras.layers.Dropout(rate, dtype=dtype, name=name) if rate else None
+
+
+@keras.saving.register_keras_serializable(package="lmzoo")
+class TransformerBlock(keras.layers.Layer):
+    """Self-attention and a GELU MLP, each in a residual branch.
+
+    Pre-LN (GPT-2): `x = x + attn(ln(x)); x = x + mlp(ln(x))`.
+    Post-LN (original BERT): `x = ln(x + attn(x)); x = ln(x + mlp(x))`.
+
+    Args:
+        hidden_dim: model width `D`.
+        num_heads: attention heads; must divide `hidden_dim`.
+        intermediate_dim: MLP width `F`.
+        is_causal: causal (decoder) or bidirectional (encoder) attention.
+        norm_first: pre-LN when True, post-LN when False.
+        dropout: dropout on each residual branch's output.
+        use_bias: biases in the dense layers and layer norms.
+        rotary: rotary position embedding inside the attention.
+        layer_norm_epsilon: epsilon of the layer norms.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = TransformerBlock(hidden_dim=8, num_heads=2, intermediate_dim=32)
+    >>> tuple(block(np.zeros((2, 5, 8), "float32")).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(self, hidden_dim, num_heads, intermediate_dim, is_causal=True, norm_first=True, dropout=0.0,
+                 use_bias=True, rotary=False, layer_norm_epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.is_causal = is_causal
+        self.norm_first = norm_first
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.rotary = rotary
+        self.layer_norm_epsilon = layer_norm_epsilon
+        dtype = self.dtype_policy
+        self.attention = MultiHeadAttention(hidden_dim, num_heads, is_causal=is_causal, use_bias=use_bias,
+                                            rotary=rotary, dtype=dtype, name="attention")
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, center=use_bias, dtype=dtype, name="attention_norm")
+        self.mlp_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, center=use_bias, dtype=dtype, name="mlp_norm")
+        self.mlp_in = keras.layers.Dense(intermediate_dim, use_bias=use_bias, dtype=dtype, name="mlp_in")
+        self.mlp_out = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=dtype, name="mlp_out")
+        self.attention_dropout = maybe_dropout(dropout, dtype, "attention_dropout")
+        self.mlp_dropout = maybe_dropout(dropout, dtype, "mlp_dropout")
+
+    def build(self, input_shape):
+        for layer in (self.attention, self.attention_norm, self.mlp_norm, self.mlp_in):
+            layer.build(input_shape)
+        self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
+
+    def _mlp(self, x, training):
+        # GPT-2's tanh-approximated GELU: cheaper than erf on CPU, same quality.
+        x = self.mlp_out(ops.gelu(self.mlp_in(x), approximate=True))
+        return self.mlp_dropout(x, training=training) if self.mlp_dropout else x
+
+    def _attend(self, x, padding_mask, cache, cache_index, training):
+        if cache is None:
+            x, cache = self.attention(x, padding_mask=padding_mask), None
+        else:
+            x, cache = self.attention(x, padding_mask=padding_mask, cache=cache, cache_index=cache_index)
+        if self.attention_dropout:
+            x = self.attention_dropout(x, training=training)
+        return x, cache
+
+    def call(self, x, padding_mask=None, cache=None, cache_index=0, training=False):
+        if self.norm_first:
+            attended, cache = self._attend(self.attention_norm(x), padding_mask, cache, cache_index, training)
+            x = x + attended
+            x = x + self._mlp(self.mlp_norm(x), training)
+        else:
+            attended, cache = self._attend(x, padding_mask, cache, cache_index, training)
+            x = self.attention_norm(x + attended)
+            x = self.mlp_norm(x + self._mlp(x, training))
+        return x if cache is None else (x, cache)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_dim=self.hidden_dim,
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            is_causal=self.is_causal,
+            norm_first=self.norm_first,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            rotary=self.rotary,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config

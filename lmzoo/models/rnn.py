@@ -1,0 +1,144 @@
+"""RNNLM: an embedding, a stack of keras SimpleRNN / LSTM / GRU layers and a (tied) output layer."""
+
+import keras
+import keras_hub
+from keras import ops
+
+from lmzoo.layers.embedding import embedding_initializer
+from lmzoo.layers.recurrent import CELLS, RecurrentStack, check_cell
+from lmzoo.models.base import LanguageModel, check_token_ids
+from lmzoo.models.sizing import rnn_matmul_params
+from lmzoo.models.transformer import check_positive, check_rate
+
+
+@keras.saving.register_keras_serializable(package="lmzoo")
+class RNNLM(LanguageModel):
+    """A recurrent language model over keras' own recurrent layers (fused cuDNN kernel kept on GPUs).
+
+    `embedding -> embedding dropout -> RecurrentStack -> [projection to embedding_dim] -> output layer`.
+    With `tie_embeddings` the output layer is the transposed embedding; when `hidden_dim != embedding_dim`
+    a dense projection maps the top layer's outputs to `embedding_dim` first.
+
+    Carrying state (truncated BPTT, stateful evaluation): `call(token_ids, initial_state=states,
+    return_state=True)` returns `(logits, states)`, where `states` is a flat list of `(B, hidden_dim)` tensors
+    (`RecurrentStack.states_per_layer` per layer). Feed each batch's `states` to the next contiguous batch; start
+    from `initial_state=None` (zeros) or `model.zero_states(batch_size)`.
+
+    Args:
+        vocab_size: number of token ids `V`.
+        cell: `"simple_rnn"`, `"lstm"` or `"gru"`.
+        hidden_dim: state width `H` of every layer.
+        num_layers: number of stacked recurrent layers.
+        embedding_dim: embedding width `E`; `hidden_dim` when None.
+        dropout: dropout between layers and before the output layer.
+        embedding_dropout: drops whole token vectors of the embedding output.
+        tie_embeddings: use the embedding matrix as the output layer.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = RNNLM(vocab_size=20, cell="lstm", hidden_dim=16, num_layers=2)
+    >>> logits, states = model(np.ones((2, 5), "int32"), return_state=True)
+    >>> tuple(logits.shape), len(states)
+    ((2, 5, 20), 4)
+    >>> logits = model(np.ones((2, 5), "int32"), initial_state=states)  # continues the sequences
+    """
+
+    family = "rnn"
+    is_causal = True
+
+    def __init__(self, vocab_size, cell="lstm", hidden_dim=256, num_layers=2, embedding_dim=None, dropout=0.0,
+                 embedding_dropout=0.0, tie_embeddings=True, **kwargs):
+        check_cell(cell)
+        check_positive(vocab_size=vocab_size, hidden_dim=hidden_dim, num_layers=num_layers,
+                       embedding_dim=embedding_dim or hidden_dim)
+        check_rate(dropout=dropout, embedding_dropout=embedding_dropout)
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.cell = cell
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.embedding_dropout = embedding_dropout
+        self.tie_embeddings = tie_embeddings
+        dtype = self.dtype_policy
+        width = embedding_dim or hidden_dim
+        self.embedding = keras_hub.layers.ReversibleEmbedding(
+            vocab_size, width, tie_weights=tie_embeddings, embeddings_initializer=embedding_initializer(),
+            dtype=dtype, name="embedding")
+        # noise_shape (B, T, 1) drops whole token vectors rather than single features.
+        self.embedding_dropout_layer = (
+            keras.layers.Dropout(embedding_dropout, noise_shape=(None, None, 1), dtype=dtype,
+                                 name="embedding_dropout") if embedding_dropout else None)
+        self.stack = RecurrentStack(cell, hidden_dim, num_layers, dropout=dropout, dtype=dtype, name="stack")
+        self.projection = (
+            keras.layers.Dense(width, dtype=dtype, name="projection") if width != hidden_dim else None)
+        self.build()
+
+    @property
+    def uses_fused_kernel(self):
+        """Whether the configuration is eligible for keras' fused cuDNN kernel (LSTM and GRU are)."""
+        return self.stack.uses_fused_kernel
+
+    def zero_states(self, batch_size):
+        """Zero initial states for `batch_size` sequences (see the class docstring)."""
+        return self.stack.zero_states(batch_size)
+
+    def _run(self, token_ids, initial_state, training):
+        x = self.embedding(check_token_ids(token_ids))  # (B, T, E)
+        if self.embedding_dropout_layer:
+            x = self.embedding_dropout_layer(x, training=training)
+        return self.stack(x, initial_state=initial_state, training=training)  # (B, T, H), states
+
+    def _head(self, hidden):
+        x = self.projection(hidden) if self.projection else hidden  # (B, T, E)
+        return ops.cast(self.embedding(x, reverse=True), "float32")  # (B, T, V)
+
+    def hidden_states(self, token_ids, training=False):
+        return self._run(token_ids, None, training)[0]
+
+    def call(self, token_ids, training=False, initial_state=None, return_state=False):
+        hidden, states = self._run(token_ids, initial_state, training)
+        logits = self._head(hidden)
+        return (logits, states) if return_state else logits
+
+    def _prefill(self, token_ids, max_length):
+        if token_ids.shape[1] == 0:
+            return tuple(self.zero_states(ops.shape(token_ids)[0]))
+        return tuple(self._run(token_ids, None, False)[1])
+
+    def _decode(self, token_ids, state, index):
+        hidden, state = self._run(token_ids, list(state), False)
+        return self._head(hidden)[:, 0], tuple(state)
+
+    # ----- accounting -------------------------------------------------------------------------------------
+
+    def embedding_weights(self):
+        return self.embedding.weights  # the input table, and the output table when untied
+
+    def flops_per_token(self, sequence_length):
+        """6 x the weights multiplied per token: gates x H x (input + H) per layer, projection, output layer.
+
+        `sequence_length` does not matter for an RNN; it is accepted so every family has one signature.
+        """
+        width = self.embedding_dim or self.hidden_dim
+        matmul = rnn_matmul_params(self.cell, self.hidden_dim, self.num_layers, self.embedding_dim)
+        return 6 * (matmul + width * self.vocab_size)
+
+    def generation_state_bytes(self, sequence_length, dtype_bytes=4):
+        """The recurrent state: layers x states per layer x H values, whatever the length."""
+        return self.num_layers * CELLS[self.cell][2] * self.hidden_dim * dtype_bytes
+
+    def get_config(self):
+        return {
+            **self._base_config(),
+            "vocab_size": self.vocab_size,
+            "cell": self.cell,
+            "hidden_dim": self.hidden_dim,
+            "num_layers": self.num_layers,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "embedding_dropout": self.embedding_dropout,
+            "tie_embeddings": self.tie_embeddings,
+        }

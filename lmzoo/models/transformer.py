@@ -1,0 +1,110 @@
+"""`TransformerLM`: what GPT and BERT share (arguments, embeddings, blocks, accounting)."""
+
+import keras
+
+from lmzoo.errors import LmzooError
+from lmzoo.layers.attention import check_heads
+from lmzoo.layers.embedding import TokenAndPositionEmbedding, check_position
+from lmzoo.layers.transformer import TransformerBlock, maybe_dropout
+from lmzoo.models.base import LanguageModel, check_token_ids
+
+
+def check_positive(**values):
+    """Raise `LmzooError` unless every value is a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LmzooError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def check_rate(**values):
+    """Raise `LmzooError` unless every value is a probability in [0, 1)."""
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise LmzooError(f"{name} must be in [0, 1), got {value!r}.")
+
+
+class TransformerLM(LanguageModel):
+    """A token embedding, `num_layers` `TransformerBlock`s and the tied embedding as LM head.
+
+    Subclasses set `is_causal` and `norm_first` and define `hidden_states` and `call`.
+    """
+
+    norm_first = True
+
+    def __init__(self, vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=None,
+                 max_sequence_length=1024, dropout=0.0, use_bias=True, position="learned",
+                 layer_norm_epsilon=1e-5, **kwargs):
+        check_positive(vocab_size=vocab_size, hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads,
+                       max_sequence_length=max_sequence_length)
+        check_heads(hidden_dim, num_heads)
+        check_position(position)
+        check_rate(dropout=dropout)
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        self.max_sequence_length = max_sequence_length
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.position = position
+        self.layer_norm_epsilon = layer_norm_epsilon
+        dtype = self.dtype_policy
+        self.embeddings = TokenAndPositionEmbedding(vocab_size, hidden_dim, max_sequence_length,
+                                                    position=position, dtype=dtype, name="embeddings")
+        self.embedding_dropout = maybe_dropout(dropout, dtype, "embedding_dropout")
+        self.blocks = [
+            TransformerBlock(hidden_dim, num_heads, self.intermediate_dim, is_causal=self.is_causal,
+                             norm_first=self.norm_first, dropout=dropout, use_bias=use_bias,
+                             rotary=position == "rotary", layer_norm_epsilon=layer_norm_epsilon,
+                             dtype=dtype, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+
+    def layer_norm(self, name):
+        """A layer norm with this model's epsilon, bias setting and dtype."""
+        return keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, center=self.use_bias,
+                                               dtype=self.dtype_policy, name=name)
+
+    def check(self, token_ids):
+        """Validated int32 ids (see `check_token_ids`)."""
+        return check_token_ids(token_ids, self.max_sequence_length)
+
+    def embed(self, token_ids, training, start_index=0):
+        """(B, T) ids -> (B, T, D) token + position embeddings, with dropout when training."""
+        x = self.embeddings(token_ids, start_index=start_index)
+        return self.embedding_dropout(x, training=training) if self.embedding_dropout else x
+
+    def embedding_weights(self):
+        layer = self.embeddings.position_embedding
+        positions = layer.weights if self.position == "learned" else []
+        return [*self.embeddings.token_embedding.weights, *positions]
+
+    def flops_per_token(self, sequence_length):
+        """6 (N + D V) for the weight matmuls (the tied head's D V included), plus 12 L T D for attention.
+
+        The attention term counts QK^T and AV (2 T D multiply-adds per layer, forward) over the full context,
+        times 3 for forward and backward, as in PaLM's appendix B.
+        """
+        dense = self.num_non_embedding_parameters() + self.hidden_dim * self.vocab_size
+        return 6 * dense + 12 * self.num_layers * sequence_length * self.hidden_dim
+
+    def generation_state_bytes(self, sequence_length, dtype_bytes=4):
+        """The key/value cache: 2 (K and V) x layers x T x D values."""
+        return 2 * self.num_layers * sequence_length * self.hidden_dim * dtype_bytes
+
+    def get_config(self):
+        return {
+            **self._base_config(),
+            "vocab_size": self.vocab_size,
+            "hidden_dim": self.hidden_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "max_sequence_length": self.max_sequence_length,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "position": self.position,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }

@@ -1,0 +1,176 @@
+"""`lmzoo bench speed`: lmzoo against the models a user would otherwise pick, in one process, as ratios.
+
+The machines are shared and noisy, so every comparison is measured in the same process, alternating lmzoo and
+the reference over several rounds, and reported as the ratio of their best rounds. What is compared:
+
+| row | lmzoo | reference |
+|---|---|---|
+| `gpt_baby` | `GPT` 4 layers, 4 heads, width 128, context 64, batch 12, vocab 65 | keras-hub `TransformerDecoder` stack, `fit` with XLA |
+| `gpt_6x384` | `GPT` 6 layers, 6 heads, width 384, context 256, batch 64 | (reported alone) |
+| `lstm_word` | `RNNLM` LSTM 2x200, vocab 33,278, BPTT 35, batch 20 | plain Keras Embedding-LSTM-LSTM-Dense, `fit` with XLA |
+| `gru_word`, `simple_rnn_word` | the same size with the other cells | (reported beside it) |
+
+Each row reports tokens/s, training FLOPs per token, MFU against the device's peak, and whether the model
+kept its fused kernel. Peak resident memory is measured in a separate baby-GPT training process, so the
+benchmark's own models do not count against it.
+
+Example:
+
+>>> from lmzoo.benchmarks.speed import SPEED_CASES
+>>> sorted(SPEED_CASES)
+['gpt_6x384', 'gpt_baby', 'gru_word', 'lstm_word', 'simple_rnn_word']
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+SPEED_CASES = {
+    "gpt_baby": dict(
+        family="gpt", vocab_size=65, batch_size=12, sequence_length=64, reference="keras_hub_gpt",
+        model=dict(hidden_dim=128, num_layers=4, num_heads=4, max_sequence_length=64),
+    ),
+    "gpt_6x384": dict(
+        family="gpt", vocab_size=65, batch_size=64, sequence_length=256, reference=None,
+        model=dict(hidden_dim=384, num_layers=6, num_heads=6, max_sequence_length=256),
+    ),
+    "lstm_word": dict(
+        family="lstm", vocab_size=33_278, batch_size=20, sequence_length=35, reference="keras_lstm",
+        model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
+    ),
+    "gru_word": dict(
+        family="gru", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None,
+        model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
+    ),
+    "simple_rnn_word": dict(
+        family="simple_rnn", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None,
+        model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
+    ),
+}
+# Steps per timed round and rounds per case; `quick` shrinks both (and the models) to check the code runs.
+TIMED_STEPS = 60
+ROUNDS = 3
+STEPS_PER_EXECUTION = 20
+
+
+def _random_batches(case, seed=0):
+    import tensorflow as tf
+
+    shape = (case["batch_size"], case["sequence_length"])
+    x = tf.random.stateless_uniform(shape, (seed, 0), 0, case["vocab_size"], tf.int32)
+    y = tf.random.stateless_uniform(shape, (seed, 1), 0, case["vocab_size"], tf.int32)
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
+def _lmzoo_timer(case):
+    """Build lmzoo's model and trainer; return (model, a function that trains n steps)."""
+    import keras
+
+    from lmzoo.models import build_model
+    from lmzoo.training import Trainer
+
+    model = build_model(case["family"], vocab_size=case["vocab_size"], **case["model"])
+    trainer = Trainer(
+        model, keras.optimizers.AdamW(1e-3), clipnorm=1.0, jit_compile=True,
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    iterator = trainer.iterator(_random_batches(case))
+    return model, lambda steps: trainer.train(iterator, steps)
+
+
+def _reference_timer(case):
+    """Build the reference and compile it for `fit`; return a function that trains n steps."""
+    from lmzoo.benchmarks import references
+
+    builder = getattr(references, case["reference"])
+    sizes = {k: v for k, v in case["model"].items() if k in ("hidden_dim", "num_layers", "num_heads")}
+    model = references.compile_for_fit(
+        builder(vocab_size=case["vocab_size"], sequence_length=case["sequence_length"], **sizes)
+    )
+    data = _random_batches(case)
+    return lambda steps: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+
+
+def _timed(train_steps, steps):
+    start = time.perf_counter()
+    train_steps(steps)
+    return time.perf_counter() - start
+
+
+def _alternating_best_seconds(timers, steps):
+    """Best seconds per timer over ROUNDS rounds that alternate between them, so both see the same noise."""
+    best = [float("inf")] * len(timers)
+    for _ in range(ROUNDS):
+        for i, train_steps in enumerate(timers):
+            best[i] = min(best[i], _timed(train_steps, steps))
+    return best
+
+
+def measure_case(name, *, steps=TIMED_STEPS):
+    """Measure one case of `SPEED_CASES`: lmzoo (and its reference, if any) in this process."""
+    import tensorflow as tf
+
+    from lmzoo.training.strategy import device_peak_flops
+
+    case = SPEED_CASES[name]
+    tokens = case["batch_size"] * case["sequence_length"] * steps
+    model, lmzoo_steps = _lmzoo_timer(case)
+    compile_seconds = _timed(lmzoo_steps, STEPS_PER_EXECUTION)
+    timers = [lmzoo_steps]
+    if case["reference"]:
+        timers.append(_reference_timer(case))
+        timers[1](STEPS_PER_EXECUTION)  # compile
+    seconds = _alternating_best_seconds(timers, steps)
+    lmzoo_tps = tokens / seconds[0]
+    flops = model.flops_per_token(case["sequence_length"])
+    reference_tps = tokens / seconds[1] if case["reference"] else None
+    return {
+        "case": name,
+        "lmzoo_tokens_per_second": lmzoo_tps,
+        "reference": case["reference"],
+        "reference_tokens_per_second": reference_tps,
+        "ratio": lmzoo_tps / reference_tps if reference_tps else None,
+        "flops_per_token": flops,
+        "mfu": flops * lmzoo_tps / device_peak_flops(tf.distribute.get_strategy())[0],
+        "parameters": model.num_parameters(),
+        "fused_kernel": model.uses_fused_kernel,
+        "compile_seconds": compile_seconds,
+    }
+
+
+def peak_training_memory_bytes(case_name="gpt_baby", steps=40):
+    """Peak resident memory of a fresh process that trains `case_name` for `steps` steps."""
+    code = (
+        "import resource, sys; from lmzoo.benchmarks.speed import _lmzoo_timer, SPEED_CASES;"
+        f"m, run = _lmzoo_timer(SPEED_CASES[{case_name!r}]); run({steps});"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux.
+
+
+def bench_speed(*, quick=False, cases=None):
+    """Run the speed comparison; returns `{"benchmark": "speed", "rows": [...], "peak_memory_gib": ...}`.
+
+    Args:
+        quick: a few steps per round, to check that the benchmark runs (figures meaningless).
+        cases: names from `SPEED_CASES` (default: all; `quick` keeps the two compared against references).
+    """
+    cases = cases or (["gpt_baby", "lstm_word"] if quick else list(SPEED_CASES))
+    steps = 4 if quick else TIMED_STEPS
+    rows = [measure_case(name, steps=steps) for name in cases]
+    memory = peak_training_memory_bytes(steps=4 if quick else 40)
+    return {
+        "benchmark": "speed",
+        "rows": rows,
+        "peak_memory_gib": memory / 2**30,
+        "notes": [
+            f"peak resident memory of a baby-GPT training process: {memory / 2**30:.2f} GiB",
+            "ratio = lmzoo tokens/s / reference tokens/s, best of rounds alternating in one process",
+        ],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench_speed(quick="--quick" in sys.argv), indent=2, default=float))

@@ -1,0 +1,34 @@
+"""The comparative experiment runner: studies, the distributed training step, checkpoints, TensorBoard, reports.
+
+Example:
+
+>>> from lmzoo.training import load_study
+>>> load_study("quickstart")["corpus"]["source"]
+'synthetic:markov'
+"""
+
+from lmzoo.training.config import list_studies, load_study
+
+# Everything below needs TensorFlow: imported on first use so that reading a study stays instant.
+_EXPORTS = {
+    "compare": "lmzoo.training.runner",
+    "train": "lmzoo.training.runner",
+    "generate": "lmzoo.training.runner",
+    "report": "lmzoo.training.reports",
+    "tensorboard_command": "lmzoo.training.tensorboard",
+    "Trainer": "lmzoo.training.trainer",
+    "select_strategy": "lmzoo.training.strategy",
+    "dtype_policy": "lmzoo.training.strategy",
+    "WarmupDecay": "lmzoo.training.schedules",
+    "build_optimizer": "lmzoo.training.schedules",
+}
+
+__all__ = ["list_studies", "load_study", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lmzoo.training' has no attribute {name!r}")

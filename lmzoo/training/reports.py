@@ -1,0 +1,243 @@
+"""A study's results: `results.json`, `results.csv`, `report.md` and plots, rebuilt from the runs' `run.json`.
+
+Everything here reads the study directory only, so `lmzoo report STUDY_DIR` works after the fact, on another
+machine, or while a study is still running.
+"""
+
+import csv
+import io
+import math
+import pathlib
+import statistics
+
+import yaml
+
+from lmzoo.errors import LmzooError
+from lmzoo.training.checkpoints import read_json, write_atomic, write_json
+
+# The columns of results.csv, in order; a record's other scalar keys follow them.
+COLUMNS = (
+    "model", "family", "seed", "status", "params", "non_embedding_params", "train_steps", "train_tokens",
+    "train_flops", "train_seconds", "valid_loss", "valid_perplexity", "valid_bits_per_char", "valid_accuracy",
+    "test_loss", "test_perplexity", "test_bits_per_char", "tokens_per_second", "mfu", "gap_to_entropy_rate",
+    "objective", "tokenizer", "vocab_size", "sequence_length", "global_batch", "dtype_policy", "jit_compile",
+    "fused_kernel", "strategy", "replicas", "rnn_state", "message",
+)
+# Columns of the Markdown summary: (key, header, format).
+SUMMARY = (
+    ("valid_loss", "valid loss", "{:.4f}"),
+    ("valid_bits_per_char", "valid bpc", "{:.3f}"),
+    ("valid_accuracy", "valid acc", "{:.3f}"),
+    ("test_loss", "test loss", "{:.4f}"),
+    ("tokens_per_second", "tokens/s", "{:,.0f}"),
+    ("mfu", "MFU", "{:.2%}"),
+    ("train_seconds", "seconds", "{:.1f}"),
+)
+PLOT_AXES = (("tokens", "training tokens"), ("flops", "training FLOPs"), ("seconds", "training seconds"))
+
+
+def report(study_dir):
+    """Rebuild `results.json`, `results.csv`, `report.md` and `plots/*.png` of a study directory.
+
+    Args:
+        study_dir: `OUT/STUDY_NAME`, as written by `compare`.
+
+    Returns:
+        The path of `report.md`.
+
+    Example:
+
+    >>> report("runs/quickstart")  # doctest: +SKIP
+    PosixPath('runs/quickstart/report.md')
+    """
+    study_dir = pathlib.Path(study_dir)
+    records = collect_runs(study_dir)
+    study = _read_study(study_dir)
+    write_results(study_dir, records)
+    write_plots(study_dir, records)
+    path = study_dir / "report.md"
+    write_atomic(path, markdown_report(records, study))
+    return path
+
+
+def collect_runs(study_dir):
+    """The `run.json` records of every run of a study, in the study's model order, then by seed."""
+    run_files = sorted(pathlib.Path(study_dir).glob("runs/*/run.json"))
+    if not run_files:
+        raise LmzooError(
+            f"No runs in {str(study_dir)!r}: expected runs/<run>/run.json. Pass a study directory written by "
+            f"`lmzoo compare` (OUT/STUDY_NAME)."
+        )
+    records = [read_json(path) for path in run_files]
+    order = {m["name"]: i for i, m in enumerate((_read_study(study_dir) or {}).get("models", []))}
+    return sorted(records, key=lambda r: (order.get(r["model"], len(order)), r["model"], r["seed"]))
+
+
+def _read_study(study_dir):
+    path = pathlib.Path(study_dir) / "study.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
+def result_row(record):
+    """One flat row of results: every scalar of a run record (the history and samples are left out)."""
+    return {k: v for k, v in record.items() if not isinstance(v, (list, dict))}
+
+
+def write_results(study_dir, records):
+    """`results.json` (a list of rows) and `results.csv` (the `COLUMNS` first), written atomically."""
+    rows = [result_row(r) for r in records]
+    write_json(pathlib.Path(study_dir) / "results.json", rows)
+    extra = sorted({k for row in rows for k in row} - set(COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*COLUMNS, *extra], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(pathlib.Path(study_dir) / "results.csv", buffer.getvalue())
+
+
+def mean_std(values):
+    """`(mean, std)` of the finite values (std 0 for a single value), or None when there are none.
+
+    Example:
+
+    >>> mean_std([1.0, 3.0])
+    (2.0, 1.4142135623730951)
+    """
+    values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(records):
+    """Per model: the number of finished seeds and `mean_std` of every `SUMMARY` metric over them."""
+    summary = {}
+    for record in records:
+        summary.setdefault(record["model"], []).append(record)
+    table = {}
+    for model, runs in summary.items():
+        finished = [r for r in runs if r.get("status") == "finished"]
+        table[model] = {"runs": len(runs), "finished": len(finished), "record": runs[0]}
+        for key, _, _ in SUMMARY:
+            table[model][key] = mean_std(r.get(key) for r in finished)
+    return table
+
+
+def markdown_report(records, study=None):
+    """The Markdown report: the settings every run shared, mean ± std over seeds, then one row per run."""
+    lines = [f"# Study: {(study or {}).get('name', 'results')}", ""]
+    if study and study.get("description"):
+        lines += [study["description"].strip(), ""]
+    lines += _settings_lines(records, study)
+    lines += ["## Mean ± std over seeds", "", _summary_table(summarize(records)), ""]
+    lines += _notes(records)
+    lines += ["## Every run", "", _runs_table(records), ""]
+    lines += ["## Plots", ""] + [f"![valid loss vs {label}](plots/valid_loss_vs_{axis}.png)"
+                                 for axis, label in PLOT_AXES] + [""]
+    return "\n".join(lines)
+
+
+def _settings_lines(records, study):
+    first = records[0]
+    keys = ("tokenizer", "vocab_size", "sequence_length", "global_batch", "dtype_policy", "jit_compile",
+            "strategy", "replicas", "device")
+    shared = ", ".join(f"{k} = {first.get(k)}" for k in keys if first.get(k) is not None)
+    corpus = (study or {}).get("corpus", {}).get("source", "?")
+    return ["## Settings", "", f"Corpus `{corpus}`; every run: {shared}.", ""]
+
+
+def _summary_table(table):
+    header = "| model | seeds | params | non-emb. params | " + " | ".join(h for _, h, _ in SUMMARY) + " |"
+    lines = [header, "|" + "---|" * (4 + len(SUMMARY))]
+    for model, row in table.items():
+        record = row["record"]
+        cells = [model, f"{row['finished']}/{row['runs']}", f"{record.get('params', 0):,}",
+                 f"{record.get('non_embedding_params', 0):,}"]
+        for key, _, fmt in SUMMARY:
+            value = row[key]
+            cells.append("—" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _runs_table(records):
+    keys = ("model", "seed", "status", "train_steps", "train_tokens", "valid_loss", "valid_perplexity",
+            "valid_bits_per_char", "tokens_per_second", "mfu", "fused_kernel", "message")
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for record in records:
+        lines.append("| " + " | ".join(_cell(record.get(k)) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "/")
+
+
+def _notes(records):
+    notes = []
+    entropy = next((r["entropy_rate"] for r in records if r.get("entropy_rate") is not None), None)
+    if entropy is not None:
+        gaps = ", ".join(f"{r['model']} (seed {r['seed']}) {r['gap_to_entropy_rate']:+.4f}"
+                         for r in records if r.get("gap_to_entropy_rate") is not None)
+        notes.append(f"* The corpus's optimum loss (its entropy rate) is {entropy:.4f} nats/char; gap of the "
+                     f"validation loss to it: {gaps}.")
+    if any(r.get("objective") == "masked_lm" for r in records):
+        notes.append("* BERT is trained and scored as a masked LM: its loss and accuracy are over masked tokens "
+                     "only and are NOT on the same axis as the causal models' next-token loss.")
+    failed = [r for r in records if r.get("status") == "failed"]
+    for r in failed:
+        notes.append(f"* {r['model']} seed {r['seed']} failed: {r.get('message', '')}")
+    finetuned = [r for r in records if r.get("finetune_valid_accuracy") is not None]
+    if finetuned:
+        notes.append("* Fine-tuned valid accuracy: " + ", ".join(
+            f"{r['model']} (seed {r['seed']}) {r['finetune_valid_accuracy']:.3f}" for r in finetuned) + ".")
+    return (["## Notes", "", *notes, ""]) if notes else []
+
+
+def write_plots(study_dir, records):
+    """`plots/valid_loss_vs_{tokens,flops,seconds}.png`: one line per model (mean over seeds)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    plots = pathlib.Path(study_dir) / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for axis, label in PLOT_AXES:
+        figure = Figure(figsize=(6, 4), dpi=100)  # No pyplot: no global figure state in library code.
+        ax = figure.add_subplot()
+        curves = _curves(records, axis)
+        for model, points in curves.items():
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, label=model)
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation loss (nats/token)")
+        ax.set_title(f"Validation loss against {label}")
+        if axis != "seconds" and curves:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize="small")
+        path = plots / f"valid_loss_vs_{axis}.png"
+        FigureCanvasAgg(figure).print_png(str(path))
+        paths.append(path)
+    return paths
+
+
+def _curves(records, axis):
+    # Mean of the seeds at each evaluation step; x is the mean too (seconds differ between seeds).
+    by_model = {}
+    for record in records:
+        for point in record.get("history", []):
+            if point.get("valid_loss") is None:
+                continue
+            by_model.setdefault(record["model"], {}).setdefault(point["step"], []).append(
+                (point[axis], point["valid_loss"]))
+    return {
+        model: [(statistics.fmean(x for x, _ in ps), statistics.fmean(y for _, y in ps))
+                for _, ps in sorted(steps.items())]
+        for model, steps in by_model.items()
+    }

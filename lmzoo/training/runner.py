@@ -1,0 +1,149 @@
+"""`compare`, `train` and `generate`: the library functions behind `lmzoo compare`, `train` and `generate`.
+
+A study directory `OUT/STUDY_NAME/` holds `study.yaml` (the resolved config), `results.json`, `results.csv`,
+`report.md`, `plots/*.png`, `logs/` (the TensorBoard root) and `runs/<run_name>/` (checkpoints, tokenizer,
+`model.keras`, `run.json`). Running the same command again resumes unfinished runs and skips finished ones.
+"""
+
+import pathlib
+import sys
+
+from lmzoo.errors import ConfigError, LmzooError
+from lmzoo.training import checkpoints
+from lmzoo.training.config import DEFAULT_STUDY, load_study, save_study
+
+DEFAULT_OUT = "runs"
+
+
+def study_directory(study, out_dir=None):
+    """`OUT/STUDY_NAME` of a resolved study (OUT defaults to `./runs`)."""
+    return pathlib.Path(out_dir or DEFAULT_OUT) / study["name"]
+
+
+def compare(study=DEFAULT_STUDY, *, out_dir=None, max_steps=None, overrides=(), strategy=None, force=False,
+            show_progress=True, tf_strategy=None):
+    """Train every (model, seed) of a study on the same tokens, then write results, report and plots.
+
+    Args:
+        study: a YAML path, a built-in study name (`lmzoo.training.list_studies()`) or a dict.
+        out_dir: the output root (default `./runs`); the study goes to `out_dir/<study name>`.
+        max_steps: cap every run at this many steps (try a study in a minute).
+        overrides: `"key.path=value"` strings, e.g. `["data.batch_size=32"]`.
+        strategy: `auto`, `default`, `mirrored`, `multi_worker` or `tpu` (default: the study's `train.strategy`).
+        force: rerun runs that already finished.
+        show_progress: draw a progress bar per run on stderr.
+        tf_strategy: an already created `tf.distribute.Strategy` to use instead of `strategy`.
+
+    Returns:
+        The list of run records (one per model and seed), as in `results.json`.
+
+    Example:
+
+    >>> results = compare("quickstart", out_dir="/tmp/lmzoo", max_steps=20)  # doctest: +SKIP
+    >>> sorted(r["model"] for r in results)  # doctest: +SKIP
+    ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
+    """
+    resolved = load_study(study, overrides=overrides, max_steps=max_steps, strategy=strategy)
+    return _run_study(resolved, resolved["models"], resolved["train"]["seeds"], out_dir, force, show_progress,
+                      tf_strategy)
+
+
+def train(study=DEFAULT_STUDY, *, model, seed=None, out_dir=None, max_steps=None, overrides=(), strategy=None,
+          force=False, show_progress=True, tf_strategy=None):
+    """Train one model of a study (one run of `compare`), into the same study directory.
+
+    Args:
+        study: as in `compare`.
+        model: the `name` of one of the study's model entries.
+        seed: one of the study's seeds (default: its first).
+        out_dir, max_steps, overrides, strategy, force, show_progress, tf_strategy: as in `compare`.
+
+    Returns:
+        The run's record.
+
+    Example:
+
+    >>> record = train("quickstart", model="gpt", max_steps=20, out_dir="/tmp/lmzoo")  # doctest: +SKIP
+    >>> record["status"]  # doctest: +SKIP
+    'finished'
+    """
+    resolved = load_study(study, overrides=overrides, max_steps=max_steps, strategy=strategy)
+    entries = [m for m in resolved["models"] if m["name"] == model]
+    if not entries:
+        names = ", ".join(m["name"] for m in resolved["models"])
+        raise ConfigError(f"--model {model!r} is not in study {resolved['name']!r}; its models are: {names}.")
+    seeds = resolved["train"]["seeds"]
+    if seed is not None and seed not in seeds:
+        raise ConfigError(
+            f"--seed {seed} is not one of the study's seeds {seeds}; add it with --set train.seeds=[...]."
+        )
+    records = _run_study(resolved, entries, [seeds[0] if seed is None else seed], out_dir, force, show_progress,
+                         tf_strategy)
+    return records[0]
+
+
+def _run_study(study, entries, seeds, out_dir, force, show_progress, tf_strategy):
+    # TensorFlow is imported here, after the study is checked: a config error never waits for it.
+    from lmzoo.training import reports
+    from lmzoo.training.run import StudyData, execute_run, record_hparams
+    from lmzoo.training.strategy import is_chief, select_strategy
+    from lmzoo.training.tensorboard import write_hparams_config
+
+    strategy = tf_strategy or select_strategy(study["train"]["strategy"])
+    study_dir = study_directory(study, out_dir)
+    chief = is_chief(strategy)
+    if chief:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        save_study(study, study_dir / "study.yaml")
+    shared = StudyData(study)
+    records = []
+    for entry in entries:
+        for seed in seeds:
+            records.append(execute_run(study, entry, seed, shared, strategy, study_dir, force=force,
+                                       show_progress=show_progress))
+    if chief:
+        write_hparams_config(study_dir / "logs", [record_hparams(r) for r in records])
+        reports.report(study_dir)
+        if show_progress:
+            print(f"Study {study['name']}: results in {study_dir}", file=sys.stderr)
+    return records
+
+
+def generate(run_dir, prompt, *, max_length=100, sampler=None, temperature=None, top_k=None, top_p=None, seed=None):
+    """Continue `prompt` with the final model of a run directory.
+
+    Args:
+        run_dir: `STUDY_DIR/runs/<run_name>` (holding `model.keras` and `tokenizer/`).
+        prompt: the text to continue.
+        max_length: the number of new tokens to generate.
+        sampler, temperature, top_k, top_p, seed: passed to `model.generate_text` when given.
+
+    Returns:
+        The prompt and its continuation, as text.
+
+    Example:
+
+    >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_length=40))  # doctest: +SKIP
+    """
+    import keras
+
+    import lmzoo.models  # noqa: F401  (registers the model classes for deserialization)
+    from lmzoo.tokenizers import load_tokenizer
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "model.keras").exists():
+        status = (checkpoints.read_json(run_dir / "run.json") or {}).get("status", "missing")
+        raise LmzooError(
+            f"No final model in {str(run_dir)!r} (run status: {status}): pass a finished run directory, "
+            f"STUDY_DIR/runs/<run_name>, or finish the run with `lmzoo compare` first."
+        )
+    model = keras.saving.load_model(run_dir / "model.keras")
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    if not getattr(model, "is_causal", False):
+        raise LmzooError(f"The model in {str(run_dir)!r} is not a causal language model and cannot generate text.")
+    prompt_length = len(tokenizer.encode(prompt))
+    limit = getattr(model, "max_sequence_length", None)
+    total = prompt_length + max_length if limit is None else min(prompt_length + max_length, limit)
+    options = {k: v for k, v in dict(sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     seed=seed).items() if v is not None}
+    return model.generate_text(tokenizer, prompt, total, **options)

@@ -1,0 +1,214 @@
+"""Choosing a `tf.distribute` strategy, a dtype policy, XLA, and the device's peak FLOP/s (for MFU).
+
+All of these are plain functions with no global side effects, except `select_strategy("tpu")` which has to
+connect to and initialise the TPU system (that is its whole job).
+"""
+
+import json
+import os
+import re
+
+import keras
+import tensorflow as tf
+
+from lmzoo.errors import ConfigError, LmzooError
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+# Dense peak FLOP/s per device for the compute dtype (bf16/fp16 tensor cores; fp32 where no such units).
+# Sources: the vendors' data sheets (dense, no sparsity).
+DEVICE_PEAK_FLOPS = {
+    "H100": {"float32": 67e12, "bfloat16": 989e12, "float16": 989e12},
+    "A100": {"float32": 19.5e12, "bfloat16": 312e12, "float16": 312e12},
+    "L4": {"float32": 30e12, "bfloat16": 121e12, "float16": 121e12},
+    "A10G": {"float32": 31e12, "bfloat16": 125e12, "float16": 125e12},
+    "T4": {"float32": 8.1e12, "bfloat16": 8.1e12, "float16": 65e12},
+    "V100": {"float32": 15.7e12, "bfloat16": 15.7e12, "float16": 125e12},
+    "TPU v2": {"float32": 46e12, "bfloat16": 46e12},
+    "TPU v3": {"float32": 123e12, "bfloat16": 123e12},
+    "TPU v4": {"float32": 275e12, "bfloat16": 275e12},
+    "TPU v5 lite": {"float32": 197e12, "bfloat16": 197e12},
+    "TPU v5p": {"float32": 459e12, "bfloat16": 459e12},
+}
+# FLOP per cycle per core for fp32: 2 FMA units x 8 lanes x 2 FLOP (AVX2), x 2 lanes again with AVX-512.
+CPU_FLOP_PER_CYCLE = {"avx512f": 64, "avx2": 32, "fallback": 16}
+CPU_FALLBACK_GHZ = 2.5  # When /proc/cpuinfo gives no clock (macOS, some containers).
+
+
+def select_strategy(name="auto", *, tpu=None):
+    """Build the `tf.distribute` strategy named `name`.
+
+    Args:
+        name: `"auto"` (a TPU if present, else mirrored over all GPUs, else the default strategy on the CPU),
+            `"default"` (one device), `"mirrored"` (every GPU, else every logical CPU device),
+            `"multi_worker"` (`MultiWorkerMirroredStrategy`; the cluster comes from `TF_CONFIG`) or `"tpu"`.
+        tpu: the TPU name or address for `TPUClusterResolver` (None: `TPU_NAME`, or the local TPU VM).
+
+    Returns:
+        A `tf.distribute.Strategy`. Create it before any other TensorFlow work in the process: multi-worker
+        and TPU strategies must initialise the runtime themselves.
+
+    Example:
+
+    >>> select_strategy("default").num_replicas_in_sync
+    1
+    """
+    if name not in STRATEGIES:
+        raise ConfigError(f"train.strategy = {name!r} is not allowed: expected one of {', '.join(STRATEGIES)}.")
+    if name == "auto":
+        name = _auto_strategy_name()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return _mirrored_strategy()
+    if name == "multi_worker":
+        return _multi_worker_strategy()
+    return tpu_strategy(tpu)
+
+
+def _auto_strategy_name():
+    if _tpu_present():
+        return "tpu"
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def _tpu_present():
+    # Checked without touching the network: a TPU VM exposes local TPU devices, a TPU node sets TPU_NAME.
+    return bool(os.environ.get("TPU_NAME")) or bool(tf.config.list_physical_devices("TPU"))
+
+
+def _mirrored_strategy():
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _multi_worker_strategy():
+    config = os.environ.get("TF_CONFIG")
+    if not config:
+        raise LmzooError(
+            "--strategy multi_worker needs TF_CONFIG describing the cluster, e.g. "
+            '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}; '
+            "see docs/distributed.md."
+        )
+    try:
+        json.loads(config)
+    except ValueError:
+        raise LmzooError(f"TF_CONFIG is not valid JSON: {config[:200]!r}.") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def tpu_strategy(tpu=None):
+    """Connect to the TPU system and return a `TPUStrategy` (what `select_strategy("tpu")` does).
+
+    Args:
+        tpu: the TPU name or `grpc://` address; None uses `TPU_NAME`, or `"local"` on a TPU VM.
+
+    Example:
+
+    >>> strategy = tpu_strategy("my-tpu")  # doctest: +SKIP
+    """
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME") or "local")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def strategy_name(strategy):
+    """A short name for results: `default`, `mirrored`, `multi_worker` or `tpu`."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "default"
+
+
+def is_chief(strategy):
+    """Whether this process writes results, logs and checkpoints (worker 0, or the only process)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def dtype_policy(name):
+    """The `keras.DTypePolicy` for a study's `train.dtype_policy`, to pass to the model's constructor.
+
+    Example:
+
+    >>> dtype_policy("mixed_bfloat16").compute_dtype
+    'bfloat16'
+    """
+    if name not in DTYPE_POLICIES:
+        raise ConfigError(
+            f"train.dtype_policy = {name!r} is not allowed: expected one of {', '.join(DTYPE_POLICIES)}."
+        )
+    return keras.DTypePolicy(name)
+
+
+def use_xla(setting, strategy):
+    """Resolve `train.jit_compile`: `"auto"` turns XLA on for CPUs and GPUs, off on TPUs (compiled anyway)."""
+    if setting == "auto":
+        return not isinstance(strategy, tf.distribute.TPUStrategy)
+    return bool(setting)
+
+
+def device_peak_flops(strategy, compute_dtype="float32"):
+    """Peak FLOP/s of all the strategy's devices together, for MFU, and where the number came from.
+
+    GPUs and TPUs come from `DEVICE_PEAK_FLOPS` (matched on the device name); the CPU peak is computed from
+    the machine as cores x GHz x FLOP/cycle (32 with AVX2 FMA, 64 with AVX-512, 16 otherwise), read from
+    /proc/cpuinfo; without it, `CPU_FALLBACK_GHZ` and `os.cpu_count()`.
+
+    Returns:
+        `(peak_flops, description)`.
+
+    Example:
+
+    >>> peak, how = device_peak_flops(tf.distribute.get_strategy())
+    >>> peak > 0
+    True
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        kind = "TPU " + os.environ.get("TPU_ACCELERATOR_TYPE", "v4").split("-")[0]
+        return _table_peak(kind, compute_dtype) * strategy.num_replicas_in_sync, kind
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        return _table_peak(name, compute_dtype) * strategy.num_replicas_in_sync, name
+    return cpu_peak_flops()
+
+
+def _table_peak(name, compute_dtype):
+    dtype = "float32" if compute_dtype == "float32" else compute_dtype
+    for key, peaks in DEVICE_PEAK_FLOPS.items():
+        if key.lower() in name.lower():
+            return peaks.get(dtype, peaks["float32"])
+    return DEVICE_PEAK_FLOPS["T4"]["float32"]  # An unknown accelerator: a conservative guess, said in results.
+
+
+def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo"):
+    """fp32 peak of this machine's CPUs: `(cores x GHz x FLOP/cycle, description)`.
+
+    Example:
+
+    >>> cpu_peak_flops()[0] > 1e9
+    True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open(cpuinfo_path) as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.MULTILINE)
+    ghz = float(mhz[0]) / 1000 if mhz else CPU_FALLBACK_GHZ
+    flags = set(re.findall(r"^flags\s*:(.*)$", text, re.MULTILINE)[0].split()) if "flags" in text else set()
+    isa = next((k for k in ("avx512f", "avx2") if k in flags), "fallback")
+    flop = CPU_FLOP_PER_CYCLE[isa]
+    return cores * ghz * 1e9 * flop, f"CPU: {cores} cores x {ghz:.2f} GHz x {flop} FLOP/cycle ({isa})"

@@ -1,0 +1,135 @@
+"""TensorBoard logs of a study: one log root (`STUDY_DIR/logs`), one directory per run.
+
+Each run writes `logs/<run>/train` and `logs/<run>/validation` (so the two curves overlay, as Keras' callback
+does), text samples at each evaluation, the model graph once, and an HParams session in `logs/<run>` whose
+metrics are the final validation scalars, so the HParams dashboard can sort and filter every run of a study.
+"""
+
+import pathlib
+import sys
+
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+from lmzoo.errors import LmzooError
+
+# The final metrics the HParams dashboard shows for each run: (tag, group = the run's subdirectory).
+HPARAM_METRICS = (
+    ("loss", "validation"),
+    ("perplexity", "validation"),
+    ("bits_per_char", "validation"),
+    ("accuracy", "validation"),
+    ("tokens_per_second", "train"),
+)
+
+
+class RunLogger:
+    """Writes one run's TensorBoard events; writers are created on first use.
+
+    Args:
+        log_dir: the run's log directory (`STUDY_DIR/logs/<run_name>`).
+        enabled: False on the non-chief workers of a multi-worker job (they write nothing).
+
+    Example:
+
+    >>> import tempfile
+    >>> logger = RunLogger(tempfile.mkdtemp())
+    >>> logger.scalars("train", {"loss": 2.1, "learning_rate": 1e-3}, step=100)
+    >>> logger.close()
+    """
+
+    def __init__(self, log_dir, enabled=True):
+        self.log_dir = pathlib.Path(log_dir)
+        self.enabled = enabled
+        self._writers = {}
+
+    def writer(self, group):
+        if group not in self._writers:
+            self._writers[group] = tf.summary.create_file_writer(str(self.log_dir / group))
+        return self._writers[group]
+
+    def scalars(self, group, values, step):
+        """Scalars `{tag: value}` at `step` under `train` or `validation`; None values are skipped."""
+        if not self.enabled:
+            return
+        with self.writer(group).as_default(step=step):
+            for tag, value in values.items():
+                if value is not None:
+                    tf.summary.scalar(tag, float(value))
+
+    def text(self, group, tag, text, step):
+        """A text summary (generated samples), rendered as preformatted Markdown."""
+        if not self.enabled:
+            return
+        with self.writer(group).as_default(step=step):
+            tf.summary.text(tag, "```\n" + text.replace("```", "'''") + "\n```")
+
+    def graph(self, model, example_x):
+        """The model's forward graph, traced once on `example_x` (shown in TensorBoard's Graphs tab)."""
+        if not self.enabled:
+            return
+        forward = tf.function(lambda x: model(x, training=False))
+        graph = forward.get_concrete_function(tf.TensorSpec(example_x.shape, example_x.dtype)).graph
+        with self.writer("train").as_default():
+            tf.summary.graph(graph)
+
+    def hparams(self, hparams, run_name):
+        """Record the run's hyperparameters (an HParams session named `run_name`)."""
+        if not self.enabled:
+            return
+        with self.writer("").as_default():
+            hp.hparams({k: _hparam_value(v) for k, v in hparams.items()}, trial_id=run_name)
+
+    def flush(self):
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def _hparam_value(value):
+    # HParams accept bool, int, float and str only.
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def write_hparams_config(log_root, hparams_rows):
+    """Declare the study's hparams and metrics once at the log root, so the dashboard lists every column.
+
+    Args:
+        log_root: `STUDY_DIR/logs`.
+        hparams_rows: one `{name: value}` dict per run (the union of names becomes the columns).
+    """
+    names = sorted({k for row in hparams_rows for k in row})
+    metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}") for tag, group in HPARAM_METRICS]
+    with tf.summary.create_file_writer(str(log_root)).as_default():
+        hp.hparams_config(hparams=[hp.HParam(n) for n in names], metrics=metrics)
+
+
+def tensorboard_command(study_dir, port=6006, host="localhost"):
+    """The command that starts TensorBoard on a study's log root (what `lmzoo tensorboard` runs).
+
+    Args:
+        study_dir: a study directory (`OUT/STUDY_NAME`) or its `logs` directory.
+        port: the port to serve on.
+        host: the interface to bind (localhost by default: the logs stay private to this machine).
+
+    Example:
+
+    >>> tensorboard_command("runs/quickstart")[-4:]  # doctest: +SKIP
+    ['--port', '6006', '--host', 'localhost']
+    """
+    study_dir = pathlib.Path(study_dir)
+    log_root = study_dir if study_dir.name == "logs" else study_dir / "logs"
+    if not log_root.is_dir():
+        raise LmzooError(
+            f"No TensorBoard logs in {str(study_dir)!r}: expected {str(log_root)!r}. Pass a study directory "
+            f"written by `lmzoo compare` (OUT/STUDY_NAME)."
+        )
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_root), "--port", str(port), "--host", host]

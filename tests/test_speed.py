@@ -1,0 +1,46 @@
+"""Speed work must not change results: every execution mode trains to the same losses; the benchmark runs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lmzoo.models import build_model
+from lmzoo.training import Trainer
+
+
+def _losses_per_call(family, *, jit_compile, steps_per_execution, calls=3):
+    keras.utils.set_random_seed(7)
+    model = build_model(family, preset="tiny", vocab_size=17)
+    trainer = Trainer(
+        model, keras.optimizers.AdamW(3e-3), jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    )
+    x = tf.random.stateless_uniform((12, 4, 16), (1, 2), 0, 17, tf.int32)
+    data = tf.data.Dataset.from_tensor_slices((x, tf.roll(x, -1, axis=-1))).repeat()  # (4, 16) batches
+    iterator = trainer.iterator(data)
+    return [trainer.train(iterator, steps=4)["loss"] for _ in range(calls)]
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_xla_and_steps_per_execution_keep_the_losses(family):
+    eager_like = _losses_per_call(family, jit_compile=False, steps_per_execution=1)
+    fused = _losses_per_call(family, jit_compile=True, steps_per_execution=4)
+    assert eager_like[-1] < eager_like[0], "the tiny model should learn the shifted-copy task"
+    np.testing.assert_allclose(fused, eager_like, rtol=2e-4)
+
+
+@pytest.mark.slow
+def test_speed_benchmark_reports_ratios_mfu_and_memory():
+    from lmzoo.benchmarks import format_table
+    from lmzoo.benchmarks.speed import bench_speed
+
+    result = bench_speed(quick=True)
+    rows = {row["case"]: row for row in result["rows"]}
+    assert set(rows) == {"gpt_baby", "lstm_word"}
+    for row in rows.values():
+        assert row["lmzoo_tokens_per_second"] > 0 and row["reference_tokens_per_second"] > 0
+        assert row["ratio"] == pytest.approx(row["lmzoo_tokens_per_second"] / row["reference_tokens_per_second"])
+        assert 0 < row["mfu"] < 1
+    assert rows["lstm_word"]["fused_kernel"] is True
+    assert 0.1 < result["peak_memory_gib"] < 24
+    assert "gpt_baby" in format_table(result)

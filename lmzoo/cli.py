@@ -10,8 +10,7 @@ import os
 import sys
 
 from lmzoo.errors import LmzooError
-
-DEFAULT_STUDY = "quickstart"
+from lmzoo.training.config import DEFAULT_STUDY  # reading studies does not load TensorFlow
 
 
 def _print_json_or_table(result, as_json, table_fn):

@@ -16,7 +16,16 @@ import yaml
 
 from lmzoo.errors import ConfigError
 
-STUDY_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _find_study_dir():
+    """`experiments/` of a source checkout, else its copy installed as the package data `lmzoo/experiments/`."""
+    package = pathlib.Path(__file__).resolve().parents[1]
+    checkout = package.parent / "experiments"
+    return checkout if checkout.is_dir() else package / "experiments"
+
+
+STUDY_DIR = _find_study_dir()
 DEFAULT_STUDY = "quickstart"  # What `lmzoo compare` runs with no argument.
 FAMILIES = ("simple_rnn", "lstm", "gru", "gpt", "bert")
 REQUIRED = object()  # Marks a key that has no default.

@@ -1,11 +1,11 @@
 """lmzoo: compare recurrent and Transformer language models, fairly, on your data and your hardware.
 
-Example:
+Examples:
 
->>> import lmzoo
->>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=64)
->>> model.count_params() > 0
-True
+    >>> import lmzoo
+    >>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=64)
+    >>> model.count_params() > 0
+    True
 """
 
 __version__ = "0.1.0"

@@ -104,14 +104,14 @@ def cached_generate_function(model, sampler_key, sampler_kwargs, max_length, use
 def tracing_count(model):
     """How many times `generate` traced (compiled) a function for `model`; a repeat call adds none.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np, lmzoo
-    >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=10)
-    >>> _ = model.generate(np.array([[1, 2]]), max_length=5)
-    >>> _ = model.generate(np.array([[3, 4]]), max_length=5)
-    >>> tracing_count(model)
-    1
+        >>> import numpy as np, lmzoo
+        >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=10)
+        >>> _ = model.generate(np.array([[1, 2]]), max_length=5)
+        >>> _ = model.generate(np.array([[3, 4]]), max_length=5)
+        >>> tracing_count(model)
+        1
     """
     functions = model.__dict__.get("_lmzoo_generate_functions", {})
     return sum(function.experimental_get_tracing_count() for _, function in functions.values())
@@ -145,13 +145,13 @@ def generate(model, prompt_ids, max_length, *, sampler="greedy", temperature=1.0
     Returns:
         int32 numpy array `(B, max_length)`: the prompt followed by the generated tokens.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np, lmzoo
-    >>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=30)
-    >>> tokens = model.generate(np.array([[1, 2, 3]]), max_length=8, sampler="top_k", seed=1)
-    >>> tokens.shape
-    (1, 8)
+        >>> import numpy as np, lmzoo
+        >>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=30)
+        >>> tokens = model.generate(np.array([[1, 2, 3]]), max_length=8, sampler="top_k", seed=1)
+        >>> tokens.shape
+        (1, 8)
     """
     prompt, max_length = check_prompt(model, prompt_ids, max_length)
     sampler_kwargs = dict(sampler=sampler, temperature=float(temperature), top_k=top_k, top_p=top_p,
@@ -174,15 +174,15 @@ def generate_text(model, tokenizer, prompt, max_length, **kwargs):
         max_length: total length in tokens, prompt included.
         **kwargs: sampler arguments of `generate`.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> class Chars:
-    ...     def encode(self, text): return [ord(c) - 96 for c in text]
-    ...     def decode(self, ids): return "".join(chr(i + 96) for i in ids)
-    >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=27)
-    >>> len(generate_text(model, Chars(), "abc", max_length=10))
-    10
+        >>> import lmzoo
+        >>> class Chars:
+        ...     def encode(self, text): return [ord(c) - 96 for c in text]
+        ...     def decode(self, ids): return "".join(chr(i + 96) for i in ids)
+        >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=27)
+        >>> len(generate_text(model, Chars(), "abc", max_length=10))
+        10
     """
     ids = np.asarray(tokenizer.encode(prompt), dtype="int32")
     if ids.size == 0:

@@ -27,13 +27,13 @@ def token_losses(y_true, logits, sample_weight=None):
     Returns:
         `(sum_nats, sum_weight)`, scalar float32 tensors.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.metrics import token_losses
-    >>> nats, weight = token_losses(np.array([[0, 1]]), np.zeros([1, 2, 4]), np.array([[1.0, 0.0]]))
-    >>> round(float(nats), 4), float(weight)  # ln 4 for the one counted target
-    (1.3863, 1.0)
+        >>> import numpy as np
+        >>> from lmzoo.metrics import token_losses
+        >>> nats, weight = token_losses(np.array([[0, 1]]), np.zeros([1, 2, 4]), np.array([[1.0, 0.0]]))
+        >>> round(float(nats), 4), float(weight)  # ln 4 for the one counted target
+        (1.3863, 1.0)
     """
     y_true = tf.cast(y_true, tf.int32)
     logits = tf.cast(logits, tf.float32)
@@ -46,11 +46,11 @@ def token_losses(y_true, logits, sample_weight=None):
 def perplexity(total_nats, num_tokens):
     """exp(total_nats / num_tokens).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.metrics import perplexity
-    >>> round(perplexity(4 * 2.302585, 4), 3)
-    10.0
+        >>> from lmzoo.metrics import perplexity
+        >>> round(perplexity(4 * 2.302585, 4), 3)
+        10.0
     """
     _check_count("num_tokens", num_tokens)
     return math.exp(float(total_nats) / float(num_tokens))
@@ -59,11 +59,11 @@ def perplexity(total_nats, num_tokens):
 def bits_per_character(total_nats, num_characters):
     """total_nats / (ln 2 * num_characters): bits per character (per byte when given a byte count).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.metrics import bits_per_character
-    >>> bits_per_character(10 * 0.6931471805599453, 5)
-    2.0
+        >>> from lmzoo.metrics import bits_per_character
+        >>> bits_per_character(10 * 0.6931471805599453, 5)
+        2.0
     """
     _check_count("num_characters", num_characters)
     return float(total_nats) / (math.log(2) * float(num_characters))
@@ -105,14 +105,14 @@ class CrossEntropy(_SummedLoss):
     Args:
         name: str. Metric name.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.metrics import CrossEntropy
-    >>> metric = CrossEntropy()
-    >>> metric.update_state(np.array([[1]]), np.log(np.array([[[0.5, 0.5]]])))
-    >>> round(float(metric.result()), 4)
-    0.6931
+        >>> import numpy as np
+        >>> from lmzoo.metrics import CrossEntropy
+        >>> metric = CrossEntropy()
+        >>> metric.update_state(np.array([[1]]), np.log(np.array([[[0.5, 0.5]]])))
+        >>> round(float(metric.result()), 4)
+        0.6931
     """
 
     def __init__(self, name="cross_entropy", dtype=None):
@@ -129,15 +129,15 @@ class Perplexity(_SummedLoss):
     Args:
         name: str. Metric name.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.metrics import Perplexity
-    >>> metric = Perplexity()
-    >>> metric.update_state(np.array([[0]]), np.zeros([1, 1, 4]))  # uniform over 4 ids: perplexity 4
-    >>> metric.update_state(np.array([[0, 0]]), np.zeros([1, 2, 16]))  # uniform over 16: perplexity 16
-    >>> round(float(metric.result()), 3)  # exp((ln 4 + 2 ln 16) / 3) = 4 ** (5 / 3), not (4 + 16) / 2
-    10.079
+        >>> import numpy as np
+        >>> from lmzoo.metrics import Perplexity
+        >>> metric = Perplexity()
+        >>> metric.update_state(np.array([[0]]), np.zeros([1, 1, 4]))  # uniform over 4 ids: perplexity 4
+        >>> metric.update_state(np.array([[0, 0]]), np.zeros([1, 2, 16]))  # uniform over 16: perplexity 16
+        >>> round(float(metric.result()), 3)  # exp((ln 4 + 2 ln 16) / 3) = 4 ** (5 / 3), not (4 + 16) / 2
+        10.079
     """
 
     def __init__(self, name="perplexity", dtype=None):
@@ -160,14 +160,14 @@ class BitsPerCharacter(_SummedLoss):
         characters_per_token: float. Raw characters (or bytes) per target token; 1.0 for a char tokenizer.
         name: str. Metric name.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.metrics import BitsPerCharacter
-    >>> metric = BitsPerCharacter(characters_per_token=2.0)
-    >>> metric.update_state(np.array([[0, 0]]), np.zeros([1, 2, 16]))  # 4 bits per token, 2 chars per token
-    >>> float(metric.result())
-    2.0
+        >>> import numpy as np
+        >>> from lmzoo.metrics import BitsPerCharacter
+        >>> metric = BitsPerCharacter(characters_per_token=2.0)
+        >>> metric.update_state(np.array([[0, 0]]), np.zeros([1, 2, 16]))  # 4 bits per token, 2 chars per token
+        >>> float(metric.result())
+        2.0
     """
 
     def __init__(self, characters_per_token=1.0, name="bits_per_character", dtype=None):
@@ -186,14 +186,14 @@ class BitsPerCharacter(_SummedLoss):
 def characters_per_token(encoded, split, unit="characters"):
     """Raw characters (or `unit="bytes"`) per target token of one split of an `EncodedCorpus`.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> from lmzoo.metrics import characters_per_token
-    >>> corpus = lmzoo.data.Corpus("t", train="ab ab\\n", valid="ab ab\\n", test="")
-    >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("word", corpus.train))
-    >>> characters_per_token(encoded, "valid")  # 6 characters over the 2 targets of [ab, ab, <eos>]
-    3.0
+        >>> import lmzoo
+        >>> from lmzoo.metrics import characters_per_token
+        >>> corpus = lmzoo.data.Corpus("t", train="ab ab\\n", valid="ab ab\\n", test="")
+        >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("word", corpus.train))
+        >>> characters_per_token(encoded, "valid")  # 6 characters over the 2 targets of [ab, ab, <eos>]
+        3.0
     """
     if unit not in ("characters", "bytes"):
         raise LmzooError(f"unit={unit!r} must be 'characters' or 'bytes'.")

@@ -6,17 +6,17 @@ from lmzoo.errors import LmzooError
 class Registry:
     """A mapping from names to objects that rejects duplicates and lists the known names in its errors.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.registry import Registry
-    >>> samplers = Registry("sampler")
-    >>> @samplers.register("greedy")
-    ... def greedy():
-    ...     return "greedy"
-    >>> samplers.get("greedy")()
-    'greedy'
-    >>> samplers.names()
-    ['greedy']
+        >>> from lmzoo.registry import Registry
+        >>> samplers = Registry("sampler")
+        >>> @samplers.register("greedy")
+        ... def greedy():
+        ...     return "greedy"
+        >>> samplers.get("greedy")()
+        'greedy'
+        >>> samplers.names()
+        ['greedy']
     """
 
     def __init__(self, kind):

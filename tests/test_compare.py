@@ -70,7 +70,8 @@ def test_train_runs_one_model_of_a_study_and_checks_its_name(tmp_path):
     assert record["status"] == "finished" and record["model"] == "gru" and record["train_steps"] == 10
     assert not (tmp_path / "one" / "runs" / "gpt-seed0").exists()
     text = generate(tmp_path / "one" / "runs" / "gru-seed0", "ab", max_length=5, seed=1)
-    assert text.startswith("ab") and len(text) == 7
+    # 5 new tokens; a sampled reserved token ([PAD], [CLS], ...) decodes to no character, so up to 5 characters.
+    assert text.startswith("ab") and 2 < len(text) <= 7
     with pytest.raises(LmzooError, match="No final model"):
         generate(tmp_path / "one" / "runs" / "gpt-seed0", "ab")
 

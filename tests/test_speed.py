@@ -41,6 +41,7 @@ def test_speed_benchmark_reports_ratios_mfu_and_memory():
         assert row["lmzoo_tokens_per_second"] > 0 and row["reference_tokens_per_second"] > 0
         assert row["ratio"] == pytest.approx(row["lmzoo_tokens_per_second"] / row["reference_tokens_per_second"])
         assert 0 < row["mfu"] < 1
+        assert row["input_ratio"] == pytest.approx(row["input_tokens_per_second"] / row["lmzoo_tokens_per_second"])
     assert rows["lstm_word"]["fused_kernel"] is True
     assert 0.1 < result["peak_memory_gib"] < 24
     assert "gpt_baby" in format_table(result)

@@ -4,11 +4,11 @@ Every benchmark returns a JSON-able dict `{"benchmark": name, "rows": [ {...}, .
 renders any of them. Figures are only comparable within one run (the machines are shared and noisy), which is
 why the speed benchmark measures lmzoo and the references in the same process and reports ratios.
 
-Example:
+Examples:
 
->>> from lmzoo import benchmarks
->>> benchmarks.list_benchmarks()
-['data', 'generate', 'speed', 'train']
+    >>> from lmzoo import benchmarks
+    >>> benchmarks.list_benchmarks()
+    ['data', 'generate', 'speed', 'train']
 """
 
 import importlib

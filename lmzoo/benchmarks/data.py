@@ -31,12 +31,12 @@ def bench_data(*, data_dir=None, source="wikitext2", tokenizers=("char", "word")
         `{"benchmark": "data", "rows": [{"tokenizer", "vocab_size", "train_tokens", "encode_seconds",
         "tokens_per_second"}, ...], "settings": {...}, "notes": [...]}`.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.benchmarks.data import bench_data
-    >>> result = bench_data(quick=True)
-    >>> [row["tokenizer"] for row in result["rows"]], result["rows"][0]["tokens_per_second"] > 0
-    (['char', 'word'], True)
+        >>> from lmzoo.benchmarks.data import bench_data
+        >>> result = bench_data(quick=True)
+        >>> [row["tokenizer"] for row in result["rows"]], result["rows"][0]["tokens_per_second"] > 0
+        (['char', 'word'], True)
     """
     settings = {"sequence_length": sequence_length or DEFAULT_SEQUENCE_LENGTH,
                 "batch_size": batch_size or DEFAULT_BATCH_SIZE, "steps": steps or DEFAULT_STEPS}

@@ -4,12 +4,12 @@ Training: tokens/s of a compiled train step (AdamW, cross-entropy, `tf.function(
 parameters and training FLOPs per token. Generation: tokens/s of `generate` for GPT with and without the
 key/value cache and for the RNNs, with the first call's compile time reported apart from the timed calls.
 
-Example:
+Examples:
 
->>> from lmzoo.benchmarks.models import bench_train
->>> result = bench_train(families=("gru",), quick=True)
->>> result["rows"][0]["family"], result["rows"][0]["tokens_per_second"] > 0
-('gru', True)
+    >>> from lmzoo.benchmarks.models import bench_train
+    >>> result = bench_train(families=("gru",), quick=True)
+    >>> result["rows"][0]["family"], result["rows"][0]["tokens_per_second"] > 0
+    ('gru', True)
 """
 
 import time
@@ -104,10 +104,10 @@ def bench_train(*, families=FAMILIES, steps=50, batch_size=12, sequence_length=6
     Returns:
         `{"benchmark": "train", "rows": [...], "notes": [...]}`, one row per family.
 
-    Example:
+    Examples:
 
-    >>> [row["family"] for row in bench_train(families=("lstm",), quick=True)["rows"]]
-    ['lstm']
+        >>> [row["family"] for row in bench_train(families=("lstm",), quick=True)["rows"]]
+        ['lstm']
     """
     size = dict(QUICK_SIZE if quick else (size or SHARED_SIZE))
     if quick:
@@ -161,11 +161,11 @@ def bench_generate(*, new_tokens=256, prompt_length=16, batch_size=1, families=(
         `{"benchmark": "generate", "rows": [...], "cache_speedup": ...}`; `cache_speedup` is GPT's cached over
         uncached tokens/s.
 
-    Example:
+    Examples:
 
-    >>> result = bench_generate(families=("gru",), quick=True)
-    >>> result["rows"][0]["model"], result["rows"][0]["use_cache"]
-    ('gru', True)
+        >>> result = bench_generate(families=("gru",), quick=True)
+        >>> result["rows"][0]["model"], result["rows"][0]["use_cache"]
+        ('gru', True)
     """
     size = dict(QUICK_SIZE if quick else (size or SHARED_SIZE))
     if quick:

@@ -5,12 +5,12 @@ They exist only so `lmzoo bench speed` can measure lmzoo against them in the sam
   GELU, as keras-hub's GPT-2 uses them) + a Dense head, trained with `model.fit(..., jit_compile=True)`.
 - `keras_lstm`: the plain Keras `Embedding -> LSTM -> LSTM -> Dense` word-level language model, also with XLA.
 
-Example:
+Examples:
 
->>> from lmzoo.benchmarks.references import keras_hub_gpt
->>> model = keras_hub_gpt(vocab_size=65, hidden_dim=32, num_layers=1, num_heads=2, sequence_length=16)
->>> tuple(model.output.shape)
-(None, 16, 65)
+    >>> from lmzoo.benchmarks.references import keras_hub_gpt
+    >>> model = keras_hub_gpt(vocab_size=65, hidden_dim=32, num_layers=1, num_heads=2, sequence_length=16)
+    >>> tuple(model.output.shape)
+    (None, 16, 65)
 """
 
 import keras

@@ -14,11 +14,11 @@ Each row reports tokens/s, training FLOPs per token, MFU against the device's pe
 kept its fused kernel. Peak resident memory is measured in a separate baby-GPT training process, so the
 benchmark's own models do not count against it.
 
-Example:
+Examples:
 
->>> from lmzoo.benchmarks.speed import SPEED_CASES
->>> sorted(SPEED_CASES)
-['gpt_6x384', 'gpt_baby', 'gru_word', 'lstm_word', 'simple_rnn_word']
+    >>> from lmzoo.benchmarks.speed import SPEED_CASES
+    >>> sorted(SPEED_CASES)
+    ['gpt_6x384', 'gpt_baby', 'gru_word', 'lstm_word', 'simple_rnn_word']
 """
 
 import json
@@ -28,28 +28,27 @@ import time
 
 SPEED_CASES = {
     "gpt_baby": dict(
-        family="gpt", vocab_size=65, batch_size=12, sequence_length=64, reference="keras_hub_gpt",
+        family="gpt", vocab_size=65, batch_size=12, sequence_length=64, reference="keras_hub_gpt", steps=60,
         model=dict(hidden_dim=128, num_layers=4, num_heads=4, max_sequence_length=64),
     ),
     "gpt_6x384": dict(
-        family="gpt", vocab_size=65, batch_size=64, sequence_length=256, reference=None,
+        family="gpt", vocab_size=65, batch_size=64, sequence_length=256, reference=None, steps=4,
         model=dict(hidden_dim=384, num_layers=6, num_heads=6, max_sequence_length=256),
     ),
     "lstm_word": dict(
-        family="lstm", vocab_size=33_278, batch_size=20, sequence_length=35, reference="keras_lstm",
+        family="lstm", vocab_size=33_278, batch_size=20, sequence_length=35, reference="keras_lstm", steps=20,
         model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
     ),
     "gru_word": dict(
-        family="gru", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None,
+        family="gru", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None, steps=20,
         model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
     ),
     "simple_rnn_word": dict(
-        family="simple_rnn", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None,
+        family="simple_rnn", vocab_size=33_278, batch_size=20, sequence_length=35, reference=None, steps=20,
         model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
     ),
 }
-# Steps per timed round and rounds per case; `quick` shrinks both (and the models) to check the code runs.
-TIMED_STEPS = 60
+# Each case times `steps` steps per round (a few seconds of work), ROUNDS rounds; `quick` times 4 steps.
 ROUNDS = 3
 STEPS_PER_EXECUTION = 20
 
@@ -63,7 +62,7 @@ def _random_batches(case, seed=0):
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
-def _lmzoo_timer(case):
+def _lmzoo_timer(case, steps_per_execution=STEPS_PER_EXECUTION):
     """Build lmzoo's model and trainer; return (model, a function that trains n steps)."""
     import keras
 
@@ -73,7 +72,7 @@ def _lmzoo_timer(case):
     model = build_model(case["family"], vocab_size=case["vocab_size"], **case["model"])
     trainer = Trainer(
         model, keras.optimizers.AdamW(1e-3), clipnorm=1.0, jit_compile=True,
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps_per_execution,
     )
     iterator = trainer.iterator(_random_batches(case))
     return model, lambda steps: trainer.train(iterator, steps)
@@ -92,6 +91,20 @@ def _reference_timer(case):
     return lambda steps: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
 
 
+def _input_tokens_per_second(case, batches=300):
+    """Tokens/s that lmzoo's training pipeline feeds at this case's shape (windows, shuffle, batch, prefetch)."""
+    import numpy as np
+
+    from lmzoo.data import causal_lm_dataset
+
+    stream = np.random.default_rng(0).integers(0, case["vocab_size"], 2_000_000, dtype=np.int32)
+    dataset = causal_lm_dataset(stream, sequence_length=case["sequence_length"], batch_size=case["batch_size"])
+    iterator = iter(dataset)
+    next(iterator)  # start the prefetch threads
+    seconds = _timed(lambda n: [next(iterator) for _ in range(n)], batches)
+    return case["batch_size"] * case["sequence_length"] * batches / seconds
+
+
 def _timed(train_steps, steps):
     start = time.perf_counter()
     train_steps(steps)
@@ -107,24 +120,28 @@ def _alternating_best_seconds(timers, steps):
     return best
 
 
-def measure_case(name, *, steps=TIMED_STEPS):
+def measure_case(name, *, steps=None):
     """Measure one case of `SPEED_CASES`: lmzoo (and its reference, if any) in this process."""
     import tensorflow as tf
 
     from lmzoo.training.strategy import device_peak_flops
 
     case = SPEED_CASES[name]
+    steps = steps or case["steps"]
+    # lmzoo's steps per compiled call; the reference runs `fit` as its documentation does (one step per call).
+    chunk = min(steps, STEPS_PER_EXECUTION)
     tokens = case["batch_size"] * case["sequence_length"] * steps
-    model, lmzoo_steps = _lmzoo_timer(case)
-    compile_seconds = _timed(lmzoo_steps, STEPS_PER_EXECUTION)
+    model, lmzoo_steps = _lmzoo_timer(case, steps_per_execution=chunk)
+    compile_seconds = _timed(lmzoo_steps, chunk)
     timers = [lmzoo_steps]
     if case["reference"]:
         timers.append(_reference_timer(case))
-        timers[1](STEPS_PER_EXECUTION)  # compile
+        timers[1](chunk)  # compile
     seconds = _alternating_best_seconds(timers, steps)
     lmzoo_tps = tokens / seconds[0]
     flops = model.flops_per_token(case["sequence_length"])
     reference_tps = tokens / seconds[1] if case["reference"] else None
+    input_tps = _input_tokens_per_second(case)
     return {
         "case": name,
         "lmzoo_tokens_per_second": lmzoo_tps,
@@ -136,6 +153,8 @@ def measure_case(name, *, steps=TIMED_STEPS):
         "parameters": model.num_parameters(),
         "fused_kernel": model.uses_fused_kernel,
         "compile_seconds": compile_seconds,
+        "input_tokens_per_second": input_tps,
+        "input_ratio": input_tps / lmzoo_tps,
     }
 
 
@@ -158,8 +177,7 @@ def bench_speed(*, quick=False, cases=None):
         cases: names from `SPEED_CASES` (default: all; `quick` keeps the two compared against references).
     """
     cases = cases or (["gpt_baby", "lstm_word"] if quick else list(SPEED_CASES))
-    steps = 4 if quick else TIMED_STEPS
-    rows = [measure_case(name, steps=steps) for name in cases]
+    rows = [measure_case(name, steps=4 if quick else None) for name in cases]
     memory = peak_training_memory_bytes(steps=4 if quick else 40)
     return {
         "benchmark": "speed",

@@ -32,12 +32,12 @@ DATA_DIR_ENV = "LMZOO_DATA_DIR"
 class Corpus:
     """Raw text splits of one corpus; `test` may be "" (Tiny Shakespeare has no test split).
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
-    >>> corpus.name, len(corpus.train) > len(corpus.valid) > 0
-    ('synthetic:copy', True)
+        >>> import lmzoo
+        >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
+        >>> corpus.name, len(corpus.train) > len(corpus.valid) > 0
+        ('synthetic:copy', True)
     """
 
     name: str
@@ -57,13 +57,13 @@ class Corpus:
 class EncodedCorpus:
     """One int32 token stream per split, plus each split's raw size for bits per character / byte.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
-    >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("char", corpus.train))
-    >>> encoded.train.size == encoded.characters["train"]
-    True
+        >>> import lmzoo
+        >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
+        >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("char", corpus.train))
+        >>> encoded.train.size == encoded.characters["train"]
+        True
     """
 
     train: np.ndarray
@@ -152,14 +152,14 @@ def load_corpus(source, *, data_dir=None, split=None, size=None, seed=0):
         size: int. Characters of a synthetic corpus (all splits together).
         seed: int. Seed of a synthetic corpus.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> corpus = lmzoo.load_corpus("synthetic:markov", size=10_000, seed=1)
-    >>> len(corpus.train), len(corpus.valid), len(corpus.test)
-    (9000, 500, 500)
-    >>> round(corpus.metadata["entropy_rate_nats_per_char"], 3) > 0
-    True
+        >>> import lmzoo
+        >>> corpus = lmzoo.load_corpus("synthetic:markov", size=10_000, seed=1)
+        >>> len(corpus.train), len(corpus.valid), len(corpus.test)
+        (9000, 500, 500)
+        >>> round(corpus.metadata["entropy_rate_nats_per_char"], 3) > 0
+        True
     """
     if not isinstance(source, (str, os.PathLike)) or not str(source):
         raise DataError(f"A corpus source must be a name, a path or a glob; got {source!r}.")
@@ -181,13 +181,13 @@ def encode_corpus(corpus, tokenizer):
         corpus: Corpus.
         tokenizer: lmzoo.tokenizers.Tokenizer.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> corpus = lmzoo.data.Corpus("tiny", train="ab\\nba\\n", valid="ab\\n", test="")
-    >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("word", corpus.train))
-    >>> encoded.valid.tolist(), encoded.characters["valid"], encoded.test.size
-    ([6, 5], 3, 0)
+        >>> import lmzoo
+        >>> corpus = lmzoo.data.Corpus("tiny", train="ab\\nba\\n", valid="ab\\n", test="")
+        >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("word", corpus.train))
+        >>> encoded.valid.tolist(), encoded.characters["valid"], encoded.test.size
+        ([6, 5], 3, 0)
     """
     streams = {name: tokenize_text(corpus.split(name), tokenizer) for name in SPLITS}
     characters = {name: len(corpus.split(name)) for name in SPLITS}
@@ -211,11 +211,11 @@ def tokenize_text(text, tokenizer, chunk_characters=1 << 18):
 def split_contiguous(text, fractions=DEFAULT_SPLIT):
     """Cut `text` into train/valid/test at character positions int(n*f_train), int(n*(f_train+f_valid)).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data import split_contiguous
-    >>> split_contiguous("abcdefghij", (0.8, 0.1, 0.1))
-    ('abcdefgh', 'i', 'j')
+        >>> from lmzoo.data import split_contiguous
+        >>> split_contiguous("abcdefghij", (0.8, 0.1, 0.1))
+        ('abcdefgh', 'i', 'j')
     """
     n = len(text)
     train_end = int(n * fractions[0])
@@ -369,12 +369,12 @@ def load_classification(source, split="train", *, num_examples=None, seed=0):
 
     A TSV line is `text<TAB>label` with an integer label; a first line whose label is not an integer is a header.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data import load_classification
-    >>> texts, labels = load_classification("synthetic:majority", "valid", num_examples=4)
-    >>> len(texts), labels.dtype
-    (4, dtype('int32'))
+        >>> from lmzoo.data import load_classification
+        >>> texts, labels = load_classification("synthetic:majority", "valid", num_examples=4)
+        >>> len(texts), labels.dtype
+        (4, dtype('int32'))
     """
     if str(source).startswith("synthetic:"):
         from lmzoo.data.synthetic import synthetic_classification
@@ -391,11 +391,11 @@ def load_classification(source, split="train", *, num_examples=None, seed=0):
 def num_classes(source, *, split="train"):
     """The number of classes of a classification source (a synthetic task's, or 1 + the largest TSV label).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data import num_classes
-    >>> num_classes("synthetic:parity")
-    2
+        >>> from lmzoo.data import num_classes
+        >>> num_classes("synthetic:parity")
+        2
     """
     if str(source).startswith("synthetic:"):
         from lmzoo.data.synthetic import CLASSIFICATION_NUM_CLASSES, CLASSIFICATION_TASKS, synthetic_classification

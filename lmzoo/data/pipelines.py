@@ -34,14 +34,14 @@ def causal_lm_dataset(tokens, *, sequence_length, batch_size, seed=0, shuffle=Tr
     Yields:
         `(x, y)`, int32 `(B, T)` each, `y` = `x` shifted by one token.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.data import causal_lm_dataset
-    >>> dataset = causal_lm_dataset(np.arange(9), sequence_length=4, batch_size=2, shuffle=False)
-    >>> x, y = next(iter(dataset))
-    >>> x.numpy().tolist(), y.numpy().tolist()
-    ([[0, 1, 2, 3], [4, 5, 6, 7]], [[1, 2, 3, 4], [5, 6, 7, 8]])
+        >>> import numpy as np
+        >>> from lmzoo.data import causal_lm_dataset
+        >>> dataset = causal_lm_dataset(np.arange(9), sequence_length=4, batch_size=2, shuffle=False)
+        >>> x, y = next(iter(dataset))
+        >>> x.numpy().tolist(), y.numpy().tolist()
+        ([[0, 1, 2, 3], [4, 5, 6, 7]], [[1, 2, 3, 4], [5, 6, 7, 8]])
     """
     stream = _as_stream(tokens, minimum=2)
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
@@ -69,14 +69,14 @@ def causal_lm_eval_dataset(tokens, *, sequence_length, batch_size):
     Yields:
         `(x, y, w)`: int32 `(B, T)`, int32 `(B, T)`, float32 `(B, T)`; `w` is 1.0 exactly on real targets.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.data import causal_lm_eval_dataset
-    >>> batches = list(causal_lm_eval_dataset(np.arange(1, 8), sequence_length=4, batch_size=2))
-    >>> x, y, w = batches[0]
-    >>> y.numpy().tolist(), float(w.numpy().sum())
-    ([[2, 3, 4, 5], [6, 7, 0, 0]], 6.0)
+        >>> import numpy as np
+        >>> from lmzoo.data import causal_lm_eval_dataset
+        >>> batches = list(causal_lm_eval_dataset(np.arange(1, 8), sequence_length=4, batch_size=2))
+        >>> x, y, w = batches[0]
+        >>> y.numpy().tolist(), float(w.numpy().sum())
+        ([[2, 3, 4, 5], [6, 7, 0, 0]], 6.0)
     """
     stream = _as_stream(tokens, minimum=2)
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
@@ -103,13 +103,13 @@ def contiguous_lm_dataset(tokens, *, sequence_length, batch_size):
     Yields:
         `(x, y, w)`: int32 `(B, T)`, int32 `(B, T)`, float32 `(B, T)`; padding has weight 0.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> from lmzoo.data import contiguous_lm_dataset
-    >>> dataset = contiguous_lm_dataset(np.arange(13), sequence_length=3, batch_size=2)
-    >>> [x.numpy().tolist() for x, y, w in dataset]
-    [[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]
+        >>> import numpy as np
+        >>> from lmzoo.data import contiguous_lm_dataset
+        >>> dataset = contiguous_lm_dataset(np.arange(13), sequence_length=3, batch_size=2)
+        >>> [x.numpy().tolist() for x, y, w in dataset]
+        [[[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9, 10, 11]]]
     """
     stream = _as_stream(tokens, minimum=2)
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
@@ -138,20 +138,22 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
         batch_size: int. Global batch size B.
         mask_rate: float. Fraction of positions selected for prediction.
         seed: int. Orders the windows (as in `causal_lm_dataset`) and draws the masks.
-        shuffle, repeat, input_context: as in `causal_lm_dataset`.
+        shuffle: bool. As in `causal_lm_dataset`.
+        repeat: bool. As in `causal_lm_dataset`.
+        input_context: tf.distribute.InputContext. As in `causal_lm_dataset`.
 
     Yields:
         `(x, y, w)`: masked ids int32 `(B, T)`, original ids int32 `(B, T)`, float32 `(B, T)` equal to 1.0
         exactly at the selected positions.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np, lmzoo
-    >>> from lmzoo.data import masked_lm_dataset
-    >>> tokenizer = lmzoo.build_tokenizer("byte")
-    >>> x, y, w = next(iter(masked_lm_dataset(np.arange(5, 261), tokenizer, sequence_length=32, batch_size=4)))
-    >>> bool(np.all((x.numpy() == y.numpy()) | (w.numpy() == 1)))
-    True
+        >>> import numpy as np, lmzoo
+        >>> from lmzoo.data import masked_lm_dataset
+        >>> tokenizer = lmzoo.build_tokenizer("byte")
+        >>> x, y, w = next(iter(masked_lm_dataset(np.arange(5, 261), tokenizer, sequence_length=32, batch_size=4)))
+        >>> bool(np.all((x.numpy() == y.numpy()) | (w.numpy() == 1)))
+        True
     """
     stream = _as_stream(tokens, minimum=1)
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
@@ -194,20 +196,22 @@ def classification_dataset(source, tokenizer, *, sequence_length, batch_size, sp
         sequence_length: int. T, including the leading [CLS].
         batch_size: int. B.
         split: str. "train", "valid" or "test".
-        seed, shuffle, repeat: as in `causal_lm_dataset`.
+        seed: int. As in `causal_lm_dataset`.
+        shuffle: bool. As in `causal_lm_dataset`.
+        repeat: bool. As in `causal_lm_dataset`.
         num_examples: int. Examples of a synthetic task (defaults: 10,000 train, 1,000 valid/test).
 
     Yields:
         `(x, y, w)`: int32 `(B, T)`, int32 `(B,)`, float32 `(B,)`.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> from lmzoo.data import classification_dataset
-    >>> tokenizer = lmzoo.build_tokenizer("char", "01")
-    >>> x, y, w = next(iter(classification_dataset("synthetic:parity", tokenizer, sequence_length=20, batch_size=8)))
-    >>> x.shape, y.shape, int(x[0, 0]) == tokenizer.cls_id
-    (TensorShape([8, 20]), TensorShape([8]), True)
+        >>> import lmzoo
+        >>> from lmzoo.data import classification_dataset
+        >>> tokenizer = lmzoo.build_tokenizer("char", "01")
+        >>> x, y, w = next(iter(classification_dataset("synthetic:parity", tokenizer, sequence_length=20, batch_size=8)))
+        >>> x.shape, y.shape, int(x[0, 0]) == tokenizer.cls_id
+        (TensorShape([8, 20]), TensorShape([8]), True)
     """
     from lmzoo.data.corpora import load_classification
 

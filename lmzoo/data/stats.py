@@ -19,12 +19,12 @@ def corpus_stats(source, tokenizer="char", *, data_dir=None, **options):
         "bytes"}}}`; `base_vocab_size` excludes the reserved [PAD] [UNK] [CLS] [SEP] [MASK] ids (for the word
         tokenizer it counts `<unk>` and `<eos>`, as WikiText's 33,278 does).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data.stats import corpus_stats
-    >>> stats = corpus_stats("synthetic:copy", "char", size=3400)
-    >>> stats["base_vocab_size"], stats["splits"]["valid"]["characters"]
-    (10, 170)
+        >>> from lmzoo.data.stats import corpus_stats
+        >>> stats = corpus_stats("synthetic:copy", "char", size=3400)
+        >>> stats["base_vocab_size"], stats["splits"]["valid"]["characters"]
+        (10, 170)
     """
     from lmzoo.tokenizers import build_tokenizer
 
@@ -49,14 +49,14 @@ def corpus_stats(source, tokenizer="char", *, data_dir=None, **options):
 def format_stats(stats):
     """Render `corpus_stats` output as a small aligned table.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data.stats import format_stats
-    >>> print(format_stats({"source": "s", "tokenizer": "char", "vocab_size": 7, "base_vocab_size": 2,
-    ...                     "splits": {"train": {"tokens": 1000, "characters": 1000, "bytes": 1000}}}))
-    s, char tokenizer: vocab_size 7 (2 + reserved)
-    split       tokens  characters       bytes
-    train        1,000       1,000       1,000
+        >>> from lmzoo.data.stats import format_stats
+        >>> print(format_stats({"source": "s", "tokenizer": "char", "vocab_size": 7, "base_vocab_size": 2,
+        ...                     "splits": {"train": {"tokens": 1000, "characters": 1000, "bytes": 1000}}}))
+        s, char tokenizer: vocab_size 7 (2 + reserved)
+        split       tokens  characters       bytes
+        train        1,000       1,000       1,000
     """
     lines = [
         f"{stats['source']}, {stats['tokenizer']} tokenizer: vocab_size {stats['vocab_size']:,} "

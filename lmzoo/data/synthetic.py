@@ -38,12 +38,12 @@ LETTERS = "abcdefgh"
 def load_synthetic(task, *, size=None, seed=0, split=None):
     """Generate the synthetic corpus `task` with about `size` characters, cut into train/valid/test.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data.synthetic import load_synthetic
-    >>> corpus = load_synthetic("copy", size=340, seed=0)
-    >>> corpus.train.splitlines()[0]
-    'gfeccaaabgfheehf|gfeccaaabgfheehf'
+        >>> from lmzoo.data.synthetic import load_synthetic
+        >>> corpus = load_synthetic("copy", size=340, seed=0)
+        >>> corpus.train.splitlines()[0]
+        'gfeccaaabgfheehf|gfeccaaabgfheehf'
     """
     from lmzoo.data.corpora import DEFAULT_SPLIT, Corpus
 
@@ -242,12 +242,12 @@ _SPLIT_SEED_OFFSETS = {"train": 0, "valid": 1, "test": 2}
 def synthetic_classification(task, split="train", *, num_examples=None, seed=0):
     """`(texts, labels)` of a synthetic classification task; each split draws from its own seed.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.data.synthetic import synthetic_classification
-    >>> texts, labels = synthetic_classification("parity", num_examples=3)
-    >>> [t.count("1") % 2 for t in texts] == labels.tolist()
-    True
+        >>> from lmzoo.data.synthetic import synthetic_classification
+        >>> texts, labels = synthetic_classification("parity", num_examples=3)
+        >>> [t.count("1") % 2 for t in texts] == labels.tolist()
+        True
     """
     generate = _lookup(CLASSIFICATION_TASKS, task, "classification task")
     if split not in _SPLIT_SEED_OFFSETS:

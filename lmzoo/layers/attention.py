@@ -38,12 +38,12 @@ class MultiHeadAttention(keras.layers.Layer):
         use_bias: whether the projections have biases.
         rotary: rotate queries and keys by their positions (RoPE) instead of adding positions to the input.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> attention = MultiHeadAttention(hidden_dim=8, num_heads=2)
-    >>> tuple(attention(np.zeros((1, 5, 8), "float32")).shape)
-    (1, 5, 8)
+        >>> import numpy as np
+        >>> attention = MultiHeadAttention(hidden_dim=8, num_heads=2)
+        >>> tuple(attention(np.zeros((1, 5, 8), "float32")).shape)
+        (1, 5, 8)
     """
 
     def __init__(self, hidden_dim, num_heads, is_causal=True, use_bias=True, rotary=False, **kwargs):

@@ -33,13 +33,13 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         max_sequence_length: longest sequence the learned positions cover.
         position: `"learned"`, `"sinusoidal"` or `"rotary"` (rotary positions are applied in attention).
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> embedding = TokenAndPositionEmbedding(vocab_size=10, hidden_dim=4, max_sequence_length=8)
-    >>> x = embedding(np.array([[1, 2, 3]]))  # (B, T, D)
-    >>> tuple(x.shape), tuple(embedding.reverse(x).shape)
-    ((1, 3, 4), (1, 3, 10))
+        >>> import numpy as np
+        >>> embedding = TokenAndPositionEmbedding(vocab_size=10, hidden_dim=4, max_sequence_length=8)
+        >>> x = embedding(np.array([[1, 2, 3]]))  # (B, T, D)
+        >>> tuple(x.shape), tuple(embedding.reverse(x).shape)
+        ((1, 3, 4), (1, 3, 10))
     """
 
     def __init__(self, vocab_size, hidden_dim, max_sequence_length, position="learned", **kwargs):

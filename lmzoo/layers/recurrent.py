@@ -47,13 +47,13 @@ class RecurrentStack(keras.layers.Layer):
         num_layers: number of stacked layers.
         dropout: dropout between layers and on the top layer's output.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> stack = RecurrentStack("gru", hidden_dim=6, num_layers=2)
-    >>> outputs, states = stack(np.zeros((2, 5, 4), "float32"))
-    >>> tuple(outputs.shape), len(states)
-    ((2, 5, 6), 2)
+        >>> import numpy as np
+        >>> stack = RecurrentStack("gru", hidden_dim=6, num_layers=2)
+        >>> outputs, states = stack(np.zeros((2, 5, 4), "float32"))
+        >>> tuple(outputs.shape), len(states)
+        ((2, 5, 6), 2)
     """
 
     def __init__(self, cell, hidden_dim, num_layers, dropout=0.0, **kwargs):

@@ -29,12 +29,12 @@ class TransformerBlock(keras.layers.Layer):
         rotary: rotary position embedding inside the attention.
         layer_norm_epsilon: epsilon of the layer norms.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> block = TransformerBlock(hidden_dim=8, num_heads=2, intermediate_dim=32)
-    >>> tuple(block(np.zeros((2, 5, 8), "float32")).shape)
-    (2, 5, 8)
+        >>> import numpy as np
+        >>> block = TransformerBlock(hidden_dim=8, num_heads=2, intermediate_dim=32)
+        >>> tuple(block(np.zeros((2, 5, 8), "float32")).shape)
+        (2, 5, 8)
     """
 
     def __init__(self, hidden_dim, num_heads, intermediate_dim, is_causal=True, norm_first=True, dropout=0.0,

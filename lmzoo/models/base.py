@@ -39,12 +39,12 @@ class LanguageModel(keras.Model):
     `_decode` (the incremental steps that `generate` runs). The model is built at construction, so parameter
     counts and `summary()` work at once.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np, lmzoo
-    >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=32)
-    >>> tuple(model(np.ones((2, 5), "int32")).shape)
-    (2, 5, 32)
+        >>> import numpy as np, lmzoo
+        >>> model = lmzoo.build_model("gru", preset="tiny", vocab_size=32)
+        >>> tuple(model(np.ones((2, 5), "int32")).shape)
+        (2, 5, 32)
     """
 
     family = None

@@ -29,14 +29,14 @@ class BERT(TransformerLM):
         position: `"learned"`, `"sinusoidal"` or `"rotary"`.
         layer_norm_epsilon: epsilon of the layer norms.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> model = BERT(vocab_size=20, hidden_dim=16, num_layers=1, num_heads=2, max_sequence_length=32)
-    >>> tuple(model(np.ones((2, 8), "int32")).shape)
-    (2, 8, 20)
-    >>> len(model.fill_mask(np.array([[5, 4, 6]]), mask_id=4, top_k=3)[0]["token_ids"])
-    3
+        >>> import numpy as np
+        >>> model = BERT(vocab_size=20, hidden_dim=16, num_layers=1, num_heads=2, max_sequence_length=32)
+        >>> tuple(model(np.ones((2, 8), "int32")).shape)
+        (2, 8, 20)
+        >>> len(model.fill_mask(np.array([[5, 4, 6]]), mask_id=4, top_k=3)[0]["token_ids"])
+        3
     """
 
     family = "bert"

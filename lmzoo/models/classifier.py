@@ -26,13 +26,13 @@ class SequenceClassifier(keras.Model):
         num_classes: number of classes.
         dropout: dropout on the pooled vector when training.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np, lmzoo
-    >>> backbone = lmzoo.build_model("lstm", preset="tiny", vocab_size=30)
-    >>> classifier = SequenceClassifier(backbone, num_classes=3)
-    >>> tuple(classifier(np.array([[5, 6, 7, 0]])).shape)
-    (1, 3)
+        >>> import numpy as np, lmzoo
+        >>> backbone = lmzoo.build_model("lstm", preset="tiny", vocab_size=30)
+        >>> classifier = SequenceClassifier(backbone, num_classes=3)
+        >>> tuple(classifier(np.array([[5, 6, 7, 0]])).shape)
+        (1, 3)
     """
 
     def __init__(self, backbone, num_classes, dropout=0.0, **kwargs):

@@ -26,14 +26,14 @@ class GPT(TransformerLM):
         position: `"learned"`, `"sinusoidal"` or `"rotary"`.
         layer_norm_epsilon: epsilon of the layer norms.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> model = GPT(vocab_size=20, hidden_dim=16, num_layers=1, num_heads=2, max_sequence_length=32)
-    >>> tuple(model(np.ones((2, 8), "int32")).shape)
-    (2, 8, 20)
-    >>> model.generate(np.array([[1, 2, 3]]), max_length=6).shape
-    (1, 6)
+        >>> import numpy as np
+        >>> model = GPT(vocab_size=20, hidden_dim=16, num_layers=1, num_heads=2, max_sequence_length=32)
+        >>> tuple(model(np.ones((2, 8), "int32")).shape)
+        (2, 8, 20)
+        >>> model.generate(np.array([[1, 2, 3]]), max_length=6).shape
+        (1, 6)
     """
 
     family = "gpt"

@@ -22,11 +22,11 @@ _KERAS_ARGS = ("name", "dtype", "trainable")
 def list_models():
     """The registered model names.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.models import list_models
-    >>> list_models()
-    ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
+        >>> from lmzoo.models import list_models
+        >>> list_models()
+        ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
     """
     return MODELS.names()
 
@@ -39,11 +39,11 @@ def model_family(name):
 def list_presets(name):
     """The size presets of a model, e.g. `["tiny", "small", "base"]`.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.models import list_presets
-    >>> list_presets("gpt")
-    ['tiny', 'small', 'base']
+        >>> from lmzoo.models import list_presets
+        >>> list_presets("gpt")
+        ['tiny', 'small', 'base']
     """
     from lmzoo.models.sizing import PRESETS, preset_kind
 
@@ -53,11 +53,11 @@ def list_presets(name):
 def model_config(name, /, *, preset=None, **kwargs):
     """The full keyword arguments `build_model(name, preset=preset, **kwargs)` passes to the model class.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.models import model_config
-    >>> model_config("gru", preset="tiny", vocab_size=10)
-    {'hidden_dim': 64, 'num_layers': 2, 'vocab_size': 10, 'cell': 'gru'}
+        >>> from lmzoo.models import model_config
+        >>> model_config("gru", preset="tiny", vocab_size=10)
+        {'hidden_dim': 64, 'num_layers': 2, 'vocab_size': 10, 'cell': 'gru'}
     """
     model_class, fixed = MODELS.get(name)
     for key, value in fixed.items():
@@ -87,12 +87,12 @@ def build_model(name, /, *, preset=None, **kwargs):
         preset: a size preset from `list_presets(name)`, e.g. `"tiny"`, `"small"`, `"base"`.
         **kwargs: the model's constructor arguments (`vocab_size` is always needed).
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=65, dropout=0.1)
-    >>> model.family, model.hidden_dim, model.dropout
-    ('gpt', 64, 0.1)
+        >>> import lmzoo
+        >>> model = lmzoo.build_model("gpt", preset="tiny", vocab_size=65, dropout=0.1)
+        >>> model.family, model.hidden_dim, model.dropout
+        ('gpt', 64, 0.1)
     """
     model_class = MODELS.get(name)[0]
     return model_class(**model_config(name, preset=preset, **kwargs))

@@ -44,14 +44,14 @@ class RNNLM(LanguageModel):
         embedding_dropout: drops whole token vectors of the embedding output.
         tie_embeddings: use the embedding matrix as the output layer.
 
-    Example:
+    Examples:
 
-    >>> import numpy as np
-    >>> model = RNNLM(vocab_size=20, cell="lstm", hidden_dim=16, num_layers=2)
-    >>> logits, states = model(np.ones((2, 5), "int32"), return_state=True)
-    >>> tuple(logits.shape), len(states)
-    ((2, 5, 20), 4)
-    >>> logits = model(np.ones((2, 5), "int32"), initial_state=states)  # continues the sequences
+        >>> import numpy as np
+        >>> model = RNNLM(vocab_size=20, cell="lstm", hidden_dim=16, num_layers=2)
+        >>> logits, states = model(np.ones((2, 5), "int32"), return_state=True)
+        >>> tuple(logits.shape), len(states)
+        ((2, 5, 20), 4)
+        >>> logits = model(np.ones((2, 5), "int32"), initial_state=states)  # continues the sequences
     """
 
     family = "rnn"

@@ -97,11 +97,11 @@ def rnn_matmul_params(cell, hidden_dim, num_layers, embedding_dim=None):
 def non_embedding_params(name, /, **config):
     """Closed-form non-embedding parameter count of `build_model(name, **config)`, without building it.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.models import non_embedding_params
-    >>> non_embedding_params("lstm", vocab_size=100, hidden_dim=64, num_layers=1)  # 4 x (64 x 128 + 64)
-    33024
+        >>> from lmzoo.models import non_embedding_params
+        >>> non_embedding_params("lstm", vocab_size=100, hidden_dim=64, num_layers=1)  # 4 x (64 x 128 + 64)
+        33024
     """
     from lmzoo.models.registry import model_config
 
@@ -132,12 +132,12 @@ def size_model(name, target_non_embedding_params, /, *, vocab_size, preset=None,
         preset: the preset giving the arguments that are neither searched nor fixed (depth, heads, ...).
         **fixed: arguments to hold fixed, e.g. `num_layers=2`, `num_heads=4`, `dropout=0.1`.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.models import size_model
-    >>> config = size_model("lstm", 1_000_000, vocab_size=100, num_layers=2)
-    >>> config["hidden_dim"], config["num_layers"]
-    (248, 2)
+        >>> from lmzoo.models import size_model
+        >>> config = size_model("lstm", 1_000_000, vocab_size=100, num_layers=2)
+        >>> config["hidden_dim"], config["num_layers"]
+        (248, 2)
     """
     from lmzoo.models.registry import model_family
 

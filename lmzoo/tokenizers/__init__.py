@@ -1,13 +1,13 @@
 """Tokenizers: one interface for characters, bytes, words, WordPiece and SentencePiece.
 
-Example:
+Examples:
 
->>> import lmzoo
->>> tokenizer = lmzoo.build_tokenizer("word", "a rose is a rose\\n")
->>> tokenizer.encode("a rose\\n")
-[6, 7, 5]
->>> lmzoo.list_tokenizers()
-['byte', 'char', 'sentencepiece', 'word', 'wordpiece']
+    >>> import lmzoo
+    >>> tokenizer = lmzoo.build_tokenizer("word", "a rose is a rose\\n")
+    >>> tokenizer.encode("a rose\\n")
+    [6, 7, 5]
+    >>> lmzoo.list_tokenizers()
+    ['byte', 'char', 'sentencepiece', 'word', 'wordpiece']
 """
 
 import inspect
@@ -40,11 +40,11 @@ def build_tokenizer(name, text=None, **options):
         **options: passed to the tokenizer's `from_text`, e.g. `max_vocab_size`, `min_frequency` (word),
             `lowercase` (wordpiece), `model_type` (sentencepiece).
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> lmzoo.build_tokenizer("byte").vocab_size
-    261
+        >>> import lmzoo
+        >>> lmzoo.build_tokenizer("byte").vocab_size
+        261
     """
     if isinstance(name, Tokenizer):
         return name
@@ -62,13 +62,13 @@ def build_tokenizer(name, text=None, **options):
 def load_tokenizer(directory):
     """Rebuild the tokenizer that `Tokenizer.save(directory)` wrote.
 
-    Example:
+    Examples:
 
-    >>> import tempfile, lmzoo
-    >>> directory = tempfile.mkdtemp()
-    >>> lmzoo.build_tokenizer("char", "abc").save(directory)
-    >>> lmzoo.load_tokenizer(directory).encode("cab")
-    [7, 5, 6]
+        >>> import tempfile, lmzoo
+        >>> directory = tempfile.mkdtemp()
+        >>> lmzoo.build_tokenizer("char", "abc").save(directory)
+        >>> lmzoo.load_tokenizer(directory).encode("cab")
+        [7, 5, 6]
     """
     path = pathlib.Path(directory) / CONFIG_FILE
     if not path.is_file():

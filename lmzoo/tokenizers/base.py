@@ -27,14 +27,14 @@ class Tokenizer:
     Subclasses set `name` (the registry name), implement `tokenize`, `detokenize`, `get_config` and the
     `vocabulary` property (the token string of every id, id order), and train themselves in `from_text`.
 
-    Example:
+    Examples:
 
-    >>> import lmzoo
-    >>> tokenizer = lmzoo.build_tokenizer("char", "hello")
-    >>> tokenizer.decode(tokenizer.encode("hell"))
-    'hell'
-    >>> tokenizer.pad_id, tokenizer.mask_id
-    (0, 4)
+        >>> import lmzoo
+        >>> tokenizer = lmzoo.build_tokenizer("char", "hello")
+        >>> tokenizer.decode(tokenizer.encode("hell"))
+        'hell'
+        >>> tokenizer.pad_id, tokenizer.mask_id
+        (0, 4)
     """
 
     name = None
@@ -141,11 +141,11 @@ def check_training_text(name, text):
 def line_aligned_chunks(text, chunk_characters):
     """Cut `text` after line breaks into pieces of about `chunk_characters`; joined, they give `text` back.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers.base import line_aligned_chunks
-    >>> line_aligned_chunks("ab\\ncd\\nef", 2)
-    ['ab\\n', 'cd\\n', 'ef']
+        >>> from lmzoo.tokenizers.base import line_aligned_chunks
+        >>> line_aligned_chunks("ab\\ncd\\nef", 2)
+        ['ab\\n', 'cd\\n', 'ef']
     """
     chunks, start = [], 0
     while start < len(text):

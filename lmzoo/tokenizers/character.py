@@ -14,14 +14,14 @@ class CharTokenizer(Tokenizer):
         characters: str. The distinct characters of the vocabulary; ids follow their sorted order after the
             five reserved ids.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers import CharTokenizer
-    >>> tokenizer = CharTokenizer.from_text("abba cab")
-    >>> tokenizer.encode("cab?")
-    [8, 6, 7, 1]
-    >>> tokenizer.base_vocab_size
-    4
+        >>> from lmzoo.tokenizers import CharTokenizer
+        >>> tokenizer = CharTokenizer.from_text("abba cab")
+        >>> tokenizer.encode("cab?")
+        [8, 6, 7, 1]
+        >>> tokenizer.base_vocab_size
+        4
     """
 
     name = "char"
@@ -64,14 +64,14 @@ class CharTokenizer(Tokenizer):
 class ByteTokenizer(Tokenizer):
     """One id per UTF-8 byte: id = byte + 5. Needs no training; [UNK] is never produced.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers import ByteTokenizer
-    >>> tokenizer = ByteTokenizer()
-    >>> tokenizer.encode("é")
-    [200, 174]
-    >>> tokenizer.decode([200, 174]), tokenizer.vocab_size
-    ('é', 261)
+        >>> from lmzoo.tokenizers import ByteTokenizer
+        >>> tokenizer = ByteTokenizer()
+        >>> tokenizer.encode("é")
+        [200, 174]
+        >>> tokenizer.decode([200, 174]), tokenizer.vocab_size
+        ('é', 261)
     """
 
     name = "byte"

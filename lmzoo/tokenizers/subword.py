@@ -22,14 +22,14 @@ class WordPieceTokenizer(Tokenizer):
         vocabulary: list of str. Every piece in id order, starting with the five reserved tokens.
         lowercase: bool. Lowercase text before splitting.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers import WordPieceTokenizer
-    >>> tokenizer = WordPieceTokenizer.from_text("the cat sat on the mat. " * 50, max_vocab_size=40)
-    >>> tokenizer.decode(tokenizer.encode("the cat sat."))
-    'the cat sat .'
-    >>> tokenizer.vocabulary[:5]
-    ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+        >>> from lmzoo.tokenizers import WordPieceTokenizer
+        >>> tokenizer = WordPieceTokenizer.from_text("the cat sat on the mat. " * 50, max_vocab_size=40)
+        >>> tokenizer.decode(tokenizer.encode("the cat sat."))
+        'the cat sat .'
+        >>> tokenizer.vocabulary[:5]
+        ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
     """
 
     name = "wordpiece"
@@ -81,12 +81,12 @@ class SentencePieceTokenizer(Tokenizer):
         proto: bytes or base64 str. The serialized SentencePiece model, with [PAD]=0, [UNK]=1 and
             [CLS], [SEP], [MASK] as ids 2-4.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers import SentencePieceTokenizer
-    >>> tokenizer = SentencePieceTokenizer.from_text("the cat sat on the mat\\n" * 50, max_vocab_size=30)
-    >>> tokenizer.decode(tokenizer.encode("the cat sat"))
-    'the cat sat'
+        >>> from lmzoo.tokenizers import SentencePieceTokenizer
+        >>> tokenizer = SentencePieceTokenizer.from_text("the cat sat on the mat\\n" * 50, max_vocab_size=30)
+        >>> tokenizer.decode(tokenizer.encode("the cat sat"))
+        'the cat sat'
     """
 
     name = "sentencepiece"

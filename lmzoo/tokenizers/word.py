@@ -24,16 +24,16 @@ class WordTokenizer(Tokenizer):
         words: list of str. The corpus words in id order (most frequent first), without `<unk>` and `<eos>`,
             which always have ids 1 and 5.
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.tokenizers import WordTokenizer
-    >>> tokenizer = WordTokenizer.from_text("the cat\\nthe dog\\n")
-    >>> tokenizer.encode("the bird\\n")
-    [6, 1, 5]
-    >>> tokenizer.decode([6, 7, 5])
-    'the cat\\n'
-    >>> tokenizer.base_vocab_size  # the, cat, dog, <unk>, <eos>
-    5
+        >>> from lmzoo.tokenizers import WordTokenizer
+        >>> tokenizer = WordTokenizer.from_text("the cat\\nthe dog\\n")
+        >>> tokenizer.encode("the bird\\n")
+        [6, 1, 5]
+        >>> tokenizer.decode([6, 7, 5])
+        'the cat\\n'
+        >>> tokenizer.base_vocab_size  # the, cat, dog, <unk>, <eos>
+        5
     """
 
     name = "word"

@@ -1,10 +1,10 @@
 """The comparative experiment runner: studies, the distributed training step, checkpoints, TensorBoard, reports.
 
-Example:
+Examples:
 
->>> from lmzoo.training import load_study
->>> load_study("quickstart")["corpus"]["source"]
-'synthetic:markov'
+    >>> from lmzoo.training import load_study
+    >>> load_study("quickstart")["corpus"]["source"]
+    'synthetic:markov'
 """
 
 from lmzoo.training.config import list_studies, load_study

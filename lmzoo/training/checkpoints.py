@@ -52,18 +52,18 @@ class RunCheckpoint:
         optimizer: its optimizer (built).
         max_to_keep: checkpoints kept on disk.
 
-    Example:
+    Examples:
 
-    >>> import tempfile, keras
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> optimizer = keras.optimizers.AdamW()
-    >>> optimizer.build(model.trainable_variables)
-    >>> ckpt = RunCheckpoint(tempfile.mkdtemp(), model, optimizer)
-    >>> ckpt.restore()  # 0 on a fresh run, else the step of the last checkpoint
-    0
-    >>> _ = ckpt.save(10)
-    >>> RunCheckpoint(ckpt.manager.directory, model, optimizer).restore()
-    10
+        >>> import tempfile, keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> optimizer = keras.optimizers.AdamW()
+        >>> optimizer.build(model.trainable_variables)
+        >>> ckpt = RunCheckpoint(tempfile.mkdtemp(), model, optimizer)
+        >>> ckpt.restore()  # 0 on a fresh run, else the step of the last checkpoint
+        0
+        >>> _ = ckpt.save(10)
+        >>> RunCheckpoint(ckpt.manager.directory, model, optimizer).restore()
+        10
     """
 
     def __init__(self, directory, model, optimizer, max_to_keep=2):

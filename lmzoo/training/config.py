@@ -198,11 +198,11 @@ def load_study(study, *, overrides=(), max_steps=None, strategy=None):
     Returns:
         The resolved study: a plain dict with every key of `SCHEMA` filled in.
 
-    Example:
+    Examples:
 
-    >>> study = load_study("quickstart", overrides=["data.batch_size=8"], max_steps=20)
-    >>> study["data"]["batch_size"], study["budget"]["max_steps"]
-    (8, 20)
+        >>> study = load_study("quickstart", overrides=["data.batch_size=8"], max_steps=20)
+        >>> study["data"]["batch_size"], study["budget"]["max_steps"]
+        (8, 20)
     """
     raw = _read(study)
     for override in overrides or ():

@@ -14,10 +14,10 @@ class ProgressBar:
         enabled: False draws nothing (non-chief workers, tests).
         stream: where to draw (stderr by default).
 
-    Example:
+    Examples:
 
-    >>> bar = ProgressBar("gpt-seed0", 100, enabled=False)
-    >>> bar.update(10, loss=2.5, speed=1000.0)
+        >>> bar = ProgressBar("gpt-seed0", 100, enabled=False)
+        >>> bar.update(10, loss=2.5, speed=1000.0)
     """
 
     def __init__(self, name, total, start=0, enabled=True, stream=None, width=24):

@@ -45,10 +45,10 @@ def report(study_dir):
     Returns:
         The path of `report.md`.
 
-    Example:
+    Examples:
 
-    >>> report("runs/quickstart")  # doctest: +SKIP
-    PosixPath('runs/quickstart/report.md')
+        >>> report("runs/quickstart")  # doctest: +SKIP
+        PosixPath('runs/quickstart/report.md')
     """
     study_dir = pathlib.Path(study_dir)
     records = collect_runs(study_dir)
@@ -98,10 +98,10 @@ def write_results(study_dir, records):
 def mean_std(values):
     """`(mean, std)` of the finite values (std 0 for a single value), or None when there are none.
 
-    Example:
+    Examples:
 
-    >>> mean_std([1.0, 3.0])
-    (2.0, 1.4142135623730951)
+        >>> mean_std([1.0, 3.0])
+        (2.0, 1.4142135623730951)
     """
     values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not values:

@@ -32,12 +32,12 @@ class StudyData:
     Args:
         study: a resolved study (`load_study`).
 
-    Example:
+    Examples:
 
-    >>> from lmzoo.training import load_study
-    >>> shared = StudyData(load_study("quickstart", overrides=["corpus.size=2000"]))
-    >>> shared.encoded.train.dtype, shared.entropy_rate > 0
-    (dtype('int32'), True)
+        >>> from lmzoo.training import load_study
+        >>> shared = StudyData(load_study("quickstart", overrides=["corpus.size=2000"]))
+        >>> shared.encoded.train.dtype, shared.entropy_rate > 0
+        (dtype('int32'), True)
     """
 
     def __init__(self, study):
@@ -78,10 +78,10 @@ def _preset_args(entry):
 def planned_steps(budget, tokens_per_step, flops_per_step):
     """The number of steps a budget allows: the least of `steps`, `tokens` and `flops`, capped by `max_steps`.
 
-    Example:
+    Examples:
 
-    >>> planned_steps({"steps": 100, "tokens": 1280, "flops": None, "max_steps": None}, 64, 1e6)
-    20
+        >>> planned_steps({"steps": 100, "tokens": 1280, "flops": None, "max_steps": None}, 64, 1e6)
+        20
     """
     limits = []
     if budget["steps"] is not None:
@@ -106,11 +106,11 @@ class Run:
         strategy: the `tf.distribute.Strategy` every run of the study uses.
         study_dir: `OUT/STUDY_NAME`.
 
-    Example:
+    Examples:
 
-    >>> run = Run(study, study["models"][0], 0, StudyData(study), strategy, study_dir)  # doctest: +SKIP
-    >>> run.total_steps, run.trainer.replicas  # doctest: +SKIP
-    (600, 1)
+        >>> run = Run(study, study["models"][0], 0, StudyData(study), strategy, study_dir)  # doctest: +SKIP
+        >>> run.total_steps, run.trainer.replicas  # doctest: +SKIP
+        (600, 1)
     """
 
     def __init__(self, study, entry, seed, shared, strategy, study_dir):
@@ -130,6 +130,9 @@ class Run:
         with strategy.scope():
             self.model = build_run_model(entry, shared.tokenizer.vocab_size, self.policy)
             self.masked = self.model.family == "bert"
+            # keras' fused cuDNN LSTM/GRU kernels (GPUs) are not XLA ops: such a run keeps its fused kernel and
+            # runs without XLA, and its results say so (`jit_compile` is recorded with every result).
+            self.xla = self.xla and self.model.supports_xla
             tokens_per_step = self.batch_size * self.sequence_length
             self.flops_per_token = float(self.model.flops_per_token(self.sequence_length))
             self.total_steps = planned_steps(study["budget"], tokens_per_step, self.flops_per_token * tokens_per_step)
@@ -266,13 +269,13 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
     Returns:
         The run's result record (as written to `runs/<run_name>/run.json`).
 
-    Example:
+    Examples:
 
-    >>> study = load_study("quickstart", max_steps=20)  # doctest: +SKIP
-    >>> record = execute_run(study, study["models"][0], 0, StudyData(study), select_strategy("default"),
-    ...                      pathlib.Path("runs/quickstart"))  # doctest: +SKIP
-    >>> record["status"]  # doctest: +SKIP
-    'finished'
+        >>> study = load_study("quickstart", max_steps=20)  # doctest: +SKIP
+        >>> record = execute_run(study, study["models"][0], 0, StudyData(study), select_strategy("default"),
+        ...                      pathlib.Path("runs/quickstart"))  # doctest: +SKIP
+        >>> record["status"]  # doctest: +SKIP
+        'finished'
     """
     run_json = study_dir / "runs" / run_name(entry, seed) / "run.json"
     previous = checkpoints.read_json(run_json, {})

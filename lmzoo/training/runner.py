@@ -37,11 +37,11 @@ def compare(study=DEFAULT_STUDY, *, out_dir=None, max_steps=None, overrides=(), 
     Returns:
         The list of run records (one per model and seed), as in `results.json`.
 
-    Example:
+    Examples:
 
-    >>> results = compare("quickstart", out_dir="/tmp/lmzoo", max_steps=20)  # doctest: +SKIP
-    >>> sorted(r["model"] for r in results)  # doctest: +SKIP
-    ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
+        >>> results = compare("quickstart", out_dir="/tmp/lmzoo", max_steps=20)  # doctest: +SKIP
+        >>> sorted(r["model"] for r in results)  # doctest: +SKIP
+        ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
     """
     resolved = load_study(study, overrides=overrides, max_steps=max_steps, strategy=strategy)
     return _run_study(resolved, resolved["models"], resolved["train"]["seeds"], out_dir, force, show_progress,
@@ -61,11 +61,11 @@ def train(study=DEFAULT_STUDY, *, model, seed=None, out_dir=None, max_steps=None
     Returns:
         The run's record.
 
-    Example:
+    Examples:
 
-    >>> record = train("quickstart", model="gpt", max_steps=20, out_dir="/tmp/lmzoo")  # doctest: +SKIP
-    >>> record["status"]  # doctest: +SKIP
-    'finished'
+        >>> record = train("quickstart", model="gpt", max_steps=20, out_dir="/tmp/lmzoo")  # doctest: +SKIP
+        >>> record["status"]  # doctest: +SKIP
+        'finished'
     """
     resolved = load_study(study, overrides=overrides, max_steps=max_steps, strategy=strategy)
     entries = [m for m in resolved["models"] if m["name"] == model]
@@ -121,9 +121,9 @@ def generate(run_dir, prompt, *, max_length=100, sampler=None, temperature=None,
     Returns:
         The prompt and its continuation, as text.
 
-    Example:
+    Examples:
 
-    >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_length=40))  # doctest: +SKIP
+        >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_length=40))  # doctest: +SKIP
     """
     import keras
 

@@ -17,11 +17,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         decay: `"cosine"`, `"linear"` or `"constant"`.
         final_ratio: the floor, as a fraction of `peak`.
 
-    Example:
+    Examples:
 
-    >>> schedule = WarmupDecay(1e-3, warmup_steps=10, total_steps=100)
-    >>> round(float(schedule(9)), 6), round(float(schedule(100)), 6)
-    (0.001, 0.0001)
+        >>> schedule = WarmupDecay(1e-3, warmup_steps=10, total_steps=100)
+        >>> round(float(schedule(9)), 6), round(float(schedule(100)), 6)
+        (0.001, 0.0001)
     """
 
     def __init__(self, peak, warmup_steps, total_steps, decay="cosine", final_ratio=0.1):
@@ -69,13 +69,13 @@ def build_optimizer(optimizer, schedule, *, total_steps, dtype_policy="float32")
         total_steps: the run's number of steps (the decay horizon).
         dtype_policy: `"mixed_float16"` wraps the optimizer in `keras.optimizers.LossScaleOptimizer`.
 
-    Example:
+    Examples:
 
-    >>> opt = build_optimizer({"learning_rate": 1e-3, "weight_decay": 0.1, "beta_1": 0.9, "beta_2": 0.99,
-    ...                        "epsilon": 1e-8}, {"warmup_steps": 10, "decay": "cosine", "final_ratio": 0.1},
-    ...                       total_steps=100)
-    >>> type(opt).__name__
-    'AdamW'
+        >>> opt = build_optimizer({"learning_rate": 1e-3, "weight_decay": 0.1, "beta_1": 0.9, "beta_2": 0.99,
+        ...                        "epsilon": 1e-8}, {"warmup_steps": 10, "decay": "cosine", "final_ratio": 0.1},
+        ...                       total_steps=100)
+        >>> type(opt).__name__
+        'AdamW'
     """
     learning_rate = WarmupDecay(
         optimizer["learning_rate"],

@@ -49,10 +49,10 @@ def select_strategy(name="auto", *, tpu=None):
         A `tf.distribute.Strategy`. Create it before any other TensorFlow work in the process: multi-worker
         and TPU strategies must initialise the runtime themselves.
 
-    Example:
+    Examples:
 
-    >>> select_strategy("default").num_replicas_in_sync
-    1
+        >>> select_strategy("default").num_replicas_in_sync
+        1
     """
     if name not in STRATEGIES:
         raise ConfigError(f"train.strategy = {name!r} is not allowed: expected one of {', '.join(STRATEGIES)}.")
@@ -107,9 +107,9 @@ def tpu_strategy(tpu=None):
     Args:
         tpu: the TPU name or `grpc://` address; None uses `TPU_NAME`, or `"local"` on a TPU VM.
 
-    Example:
+    Examples:
 
-    >>> strategy = tpu_strategy("my-tpu")  # doctest: +SKIP
+        >>> strategy = tpu_strategy("my-tpu")  # doctest: +SKIP
     """
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME") or "local")
     tf.config.experimental_connect_to_cluster(resolver)
@@ -139,10 +139,10 @@ def is_chief(strategy):
 def dtype_policy(name):
     """The `keras.DTypePolicy` for a study's `train.dtype_policy`, to pass to the model's constructor.
 
-    Example:
+    Examples:
 
-    >>> dtype_policy("mixed_bfloat16").compute_dtype
-    'bfloat16'
+        >>> dtype_policy("mixed_bfloat16").compute_dtype
+        'bfloat16'
     """
     if name not in DTYPE_POLICIES:
         raise ConfigError(
@@ -168,11 +168,11 @@ def device_peak_flops(strategy, compute_dtype="float32"):
     Returns:
         `(peak_flops, description)`.
 
-    Example:
+    Examples:
 
-    >>> peak, how = device_peak_flops(tf.distribute.get_strategy())
-    >>> peak > 0
-    True
+        >>> peak, how = device_peak_flops(tf.distribute.get_strategy())
+        >>> peak > 0
+        True
     """
     gpus = tf.config.list_physical_devices("GPU")
     if isinstance(strategy, tf.distribute.TPUStrategy):
@@ -195,10 +195,10 @@ def _table_peak(name, compute_dtype):
 def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo"):
     """fp32 peak of this machine's CPUs: `(cores x GHz x FLOP/cycle, description)`.
 
-    Example:
+    Examples:
 
-    >>> cpu_peak_flops()[0] > 1e9
-    True
+        >>> cpu_peak_flops()[0] > 1e9
+        True
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:

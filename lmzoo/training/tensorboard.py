@@ -30,12 +30,12 @@ class RunLogger:
         log_dir: the run's log directory (`STUDY_DIR/logs/<run_name>`).
         enabled: False on the non-chief workers of a multi-worker job (they write nothing).
 
-    Example:
+    Examples:
 
-    >>> import tempfile
-    >>> logger = RunLogger(tempfile.mkdtemp())
-    >>> logger.scalars("train", {"loss": 2.1, "learning_rate": 1e-3}, step=100)
-    >>> logger.close()
+        >>> import tempfile
+        >>> logger = RunLogger(tempfile.mkdtemp())
+        >>> logger.scalars("train", {"loss": 2.1, "learning_rate": 1e-3}, step=100)
+        >>> logger.close()
     """
 
     def __init__(self, log_dir, enabled=True):
@@ -120,10 +120,10 @@ def tensorboard_command(study_dir, port=6006, host="localhost"):
         port: the port to serve on.
         host: the interface to bind (localhost by default: the logs stay private to this machine).
 
-    Example:
+    Examples:
 
-    >>> tensorboard_command("runs/quickstart")[-4:]  # doctest: +SKIP
-    ['--port', '6006', '--host', 'localhost']
+        >>> tensorboard_command("runs/quickstart")[-4:]  # doctest: +SKIP
+        ['--port', '6006', '--host', 'localhost']
     """
     study_dir = pathlib.Path(study_dir)
     log_root = study_dir if study_dir.name == "logs" else study_dir / "logs"

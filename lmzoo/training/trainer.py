@@ -28,11 +28,11 @@ def weighted_cross_entropy(y, logits, weight):
         logits: float logits `(B, T, V)` (or `(B, C)`); upcast to float32 for the softmax.
         weight: float32 of `y`'s shape; padding has weight 0.
 
-    Example:
+    Examples:
 
-    >>> nats, w, correct = weighted_cross_entropy(tf.constant([[1]]), tf.zeros((1, 1, 4)), tf.ones((1, 1)))
-    >>> round(float(nats), 4), float(w), float(correct)
-    (1.3863, 1.0, 0.0)
+        >>> nats, w, correct = weighted_cross_entropy(tf.constant([[1]]), tf.zeros((1, 1, 4)), tf.ones((1, 1)))
+        >>> round(float(nats), 4), float(w), float(correct)
+        (1.3863, 1.0, 0.0)
     """
     nats, total_weight = token_losses(y, logits, weight)
     correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y), tf.float32)  # (B, T)
@@ -60,16 +60,16 @@ class Trainer:
         jit_compile: compile the per-replica step with XLA.
         steps_per_execution: the number of steps run by one call of the compiled loop.
 
-    Example:
+    Examples:
 
-    >>> import keras
-    >>> model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(8, 4),
-    ...                          keras.layers.Dense(8)])
-    >>> trainer = Trainer(model, keras.optimizers.AdamW(1e-2), steps_per_execution=2)
-    >>> data = tf.data.Dataset.from_tensors((tf.ones((2, 3), tf.int32), tf.ones((2, 3), tf.int32))).repeat()
-    >>> result = trainer.train(trainer.iterator(data), steps=4)
-    >>> result["steps"]
-    4
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(8, 4),
+        ...                          keras.layers.Dense(8)])
+        >>> trainer = Trainer(model, keras.optimizers.AdamW(1e-2), steps_per_execution=2)
+        >>> data = tf.data.Dataset.from_tensors((tf.ones((2, 3), tf.int32), tf.ones((2, 3), tf.int32))).repeat()
+        >>> result = trainer.train(trainer.iterator(data), steps=4)
+        >>> result["steps"]
+        4
     """
 
     def __init__(self, model, optimizer, *, strategy=None, clipnorm=1.0, jit_compile=False, steps_per_execution=1):
@@ -94,7 +94,12 @@ class Trainer:
         # With one replica and XLA, `steps_per_execution` steps run as ONE compiled XLA loop over a stack of
         # batches: no per-step graph dispatch and the optimizer update fused with the step. On the 2-core CPU this
         # took the baby GPT from 1.23x to 2.22x the keras-hub reference (docs/performance.md).
-        self.fused_steps = compile_whole_step and steps_per_execution > 1
+        # Mirrored-family strategies synchronise inside the optimizer (a merge_call), which cannot sit in a loop.
+        synchronising = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
+                         tf.distribute.TPUStrategy)
+        self.fused_steps = (
+            compile_whole_step and steps_per_execution > 1 and not isinstance(self.strategy, synchronising)
+        )
         self._fused_loop = tf.function(self._fused_loop_fn)
         self._fused_replica_steps = tf.function(self._fused_replica_steps_fn, jit_compile=True)
         self._eval_step = tf.function(self._eval_step_fn)

@@ -159,14 +159,18 @@ def measure_case(name, *, steps=None):
 
 
 def peak_training_memory_bytes(case_name="gpt_baby", steps=40):
-    """Peak resident memory of a fresh process that trains `case_name` for `steps` steps."""
+    """Peak resident memory of a fresh process that trains `case_name` for `steps` steps.
+
+    Read from the child's own `VmHWM` in /proc/self/status, not `ru_maxrss`: Linux carries `ru_maxrss` across
+    fork and exec, so a child of this (large) benchmark process would report the parent's peak.
+    """
     code = (
-        "import resource, sys; from lmzoo.benchmarks.speed import _lmzoo_timer, SPEED_CASES;"
+        "from lmzoo.benchmarks.speed import _lmzoo_timer, SPEED_CASES;"
         f"m, run = _lmzoo_timer(SPEED_CASES[{case_name!r}]); run({steps});"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux.
+    return int(out.split()[-1]) * 1024  # VmHWM is in KiB.
 
 
 def bench_speed(*, quick=False, cases=None):

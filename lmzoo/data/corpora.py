@@ -48,9 +48,7 @@ class Corpus:
 
     def split(self, name):
         """The text of split `name` ("train", "valid" or "test")."""
-        if name not in SPLITS:
-            raise DataError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
-        return getattr(self, name)
+        return _split_of(self, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +72,13 @@ class EncodedCorpus:
 
     def split(self, name):
         """The token stream of split `name`."""
-        if name not in SPLITS:
-            raise DataError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
-        return getattr(self, name)
+        return _split_of(self, name)
+
+
+def _split_of(splits, name):
+    if name not in SPLITS:
+        raise DataError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
+    return getattr(splits, name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+from lmzoo.benchmarks import list_benchmarks  # the registry only; no TensorFlow
 from lmzoo.errors import LmzooError
 from lmzoo.training.config import DEFAULT_STUDY  # reading studies does not load TensorFlow
 
@@ -159,7 +160,7 @@ def build_parser():
     p.set_defaults(handler=_cmd_tensorboard)
 
     p = commands.add_parser("bench", help="benchmarks: data pipeline, training, generation, speed vs references")
-    p.add_argument("which", choices=["data", "train", "generate", "speed", "all"])
+    p.add_argument("which", choices=[*list_benchmarks(), "all"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quick", action="store_true", help="tiny settings, to check the benchmark runs")
     p.add_argument("--data-dir", default=None, help="directory with the corpora (default: $LMZOO_DATA_DIR)")

@@ -13,30 +13,26 @@ Examples:
 
 import importlib
 
+from lmzoo.registry import Registry
+
 # name -> (module, function); imported lazily so `lmzoo bench data` does not build models.
-_BENCHMARKS = {
-    "data": ("lmzoo.benchmarks.data", "bench_data"),
-    "train": ("lmzoo.benchmarks.models", "bench_train"),
-    "generate": ("lmzoo.benchmarks.models", "bench_generate"),
-    "speed": ("lmzoo.benchmarks.speed", "bench_speed"),
-}
+_BENCHMARKS = Registry("benchmark")
+_BENCHMARKS.register("data", ("lmzoo.benchmarks.data", "bench_data"))
+_BENCHMARKS.register("train", ("lmzoo.benchmarks.models", "bench_train"))
+_BENCHMARKS.register("generate", ("lmzoo.benchmarks.models", "bench_generate"))
+_BENCHMARKS.register("speed", ("lmzoo.benchmarks.speed", "bench_speed"))
 
 
 def list_benchmarks():
     """The names `lmzoo bench` accepts (besides `all`)."""
-    return sorted(_BENCHMARKS)
+    return _BENCHMARKS.names()
 
 
 def run(which, *, quick=False, data_dir=None):
     """Run one benchmark by name (or `"all"`) and return its result dict (a dict of them for `"all"`)."""
     if which == "all":
         return {name: run(name, quick=quick, data_dir=data_dir) for name in list_benchmarks()}
-    from lmzoo.registry import Registry
-
-    registry = Registry("benchmark")
-    for name, target in _BENCHMARKS.items():
-        registry.register(name, target)
-    module_name, function_name = registry.get(which)
+    module_name, function_name = _BENCHMARKS.get(which)
     function = getattr(importlib.import_module(module_name), function_name)
     kwargs = {"quick": quick}
     if which == "data":

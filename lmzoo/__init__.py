@@ -21,6 +21,7 @@ _EXPORTS = {
     "build_model": "lmzoo.models",
     "list_models": "lmzoo.models",
     "size_model": "lmzoo.models",
+    "load_model": "lmzoo.models",
     "load_study": "lmzoo.training",
     "compare": "lmzoo.training",
 }

@@ -9,9 +9,15 @@ import json
 import os
 import sys
 
-from lmzoo.benchmarks import list_benchmarks  # the registry only; no TensorFlow
+# The registries and the study schema import no TensorFlow: `lmzoo --help` and config errors stay instant.
+from lmzoo.benchmarks import list_benchmarks
 from lmzoo.errors import LmzooError
-from lmzoo.training.config import DEFAULT_STUDY  # reading studies does not load TensorFlow
+from lmzoo.samplers import SAMPLERS
+from lmzoo.tokenizers import TOKENIZERS
+from lmzoo.training.config import DEFAULT_STUDY
+from lmzoo.training.registries import STRATEGIES
+
+EXIT_RUNS_FAILED = 3  # Some runs of the study failed; the others finished and the report was written.
 
 
 def _print_json_or_table(result, as_json, table_fn):
@@ -27,20 +33,20 @@ def _print_json_or_table(result, as_json, table_fn):
 def _cmd_compare(args):
     from lmzoo.training import compare
 
-    compare(
+    return _exit_code(compare(
         args.study or DEFAULT_STUDY,
         out_dir=args.out,
         max_steps=args.max_steps,
         overrides=args.set,
         strategy=args.strategy,
         force=args.force,
-    )
+    ))
 
 
 def _cmd_train(args):
     from lmzoo.training import train
 
-    train(
+    return _exit_code([train(
         args.study or DEFAULT_STUDY,
         model=args.model,
         seed=args.seed,
@@ -49,7 +55,16 @@ def _cmd_train(args):
         overrides=args.set,
         strategy=args.strategy,
         force=args.force,
-    )
+    )])
+
+
+def _exit_code(records):
+    failed = [f"{r['model']} seed {r['seed']}" for r in records if r.get("status") == "failed"]
+    if not failed:
+        return 0
+    print(f"{len(failed)} of {len(records)} runs failed: {', '.join(failed)} (see report.md and each run's "
+          f"run.json); run the same command again to retry them.", file=sys.stderr)
+    return EXIT_RUNS_FAILED
 
 
 def _cmd_generate(args):
@@ -59,7 +74,7 @@ def _cmd_generate(args):
     print(generate(args.run_dir, args.prompt, **kwargs))
 
 
-_GENERATE_OPTIONS = ("max_length", "sampler", "temperature", "top_k", "top_p", "seed")
+_GENERATE_OPTIONS = ("max_new_tokens", "sampler", "temperature", "top_k", "top_p", "seed")
 
 
 def _cmd_report(args):
@@ -103,15 +118,18 @@ def _cmd_bench(args):
 # --- the parser ---------------------------------------------------------------------------------------------------
 
 
+OVERRIDE_EXAMPLE = "--set data.batch_size=32"  # Checked against the schema by the tests.
+
+
 def _add_study_options(parser):
     parser.add_argument("--out", default=None, help="output root (default: ./runs)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap every run at N training steps")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override any study key, e.g. --set train.batch_size=32 (repeatable)",
+        help=f"override any study key, e.g. {OVERRIDE_EXAMPLE} (repeatable)",
     )
     parser.add_argument(
-        "--strategy", default=None, choices=["auto", "default", "mirrored", "multi_worker", "tpu"],
+        "--strategy", default=None, choices=STRATEGIES.names(),
         help="tf.distribute strategy (default: the study's, else auto)",
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
@@ -141,8 +159,8 @@ def build_parser():
     p = commands.add_parser("generate", help="generate text from a trained run")
     p.add_argument("run_dir", help="a run directory (STUDY_DIR/runs/RUN_NAME)")
     p.add_argument("--prompt", required=True, help="the text to continue")
-    p.add_argument("--max-length", type=int, default=None, help="number of new tokens")
-    p.add_argument("--sampler", default=None, choices=["greedy", "top_k", "top_p", "random", "beam"])
+    p.add_argument("--max-new-tokens", type=int, default=None, help="number of tokens to generate")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS.names())
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -171,7 +189,7 @@ def build_parser():
     data_commands.required = True
     s = data_commands.add_parser("stats", help="per-split token and character counts and the vocabulary size")
     s.add_argument("source", help="a corpus name (tiny_shakespeare, wikitext2, ptb, synthetic:...) or a path")
-    s.add_argument("--tokenizer", default="char", help="char, byte, word or wordpiece (default: char)")
+    s.add_argument("--tokenizer", default="char", choices=TOKENIZERS.names(), help="(default: char)")
     s.add_argument("--data-dir", default=None, help="directory with the corpora (default: $LMZOO_DATA_DIR)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(handler=_cmd_data_stats)
@@ -188,14 +206,14 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        code = args.handler(args)
     except LmzooError as error:
         print(f"lmzoo {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lmzoo {args.command}: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

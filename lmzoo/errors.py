@@ -15,3 +15,17 @@ class ConfigError(LmzooError):
 
 class DataError(LmzooError):
     """A corpus, file or split that cannot be used; the message names the file and the fix."""
+
+
+class ArgumentError(LmzooError):
+    """Arguments a constructor or builder does not take, or lacks.
+
+    Besides the message, it carries the names, so a caller can point at the exact key of a study file:
+    `unknown` (given but not accepted), `missing` (required but not given) and `accepted` (every accepted name).
+    """
+
+    def __init__(self, message, *, unknown=(), missing=(), accepted=()):
+        super().__init__(message)
+        self.unknown = list(unknown)
+        self.missing = list(missing)
+        self.accepted = list(accepted)

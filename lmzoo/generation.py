@@ -4,49 +4,12 @@ The whole loop (prefill, then one token per step on the key/value cache or the r
 XLA-compiled `tf.function`, compiled once per (batch, prompt length, max_length, sampler) and reused.
 """
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from lmzoo.errors import LmzooError
-
-SAMPLERS = ("greedy", "top_k", "top_p", "random", "beam")
-DEFAULT_TOP_K = 10
-DEFAULT_TOP_P = 0.9
-DEFAULT_NUM_BEAMS = 4
-
-
-def check_sampler_args(sampler, *, temperature, top_k, top_p, num_beams, seed):
-    """Raise `LmzooError` for an unknown sampler or an out-of-range sampler argument."""
-    if sampler not in SAMPLERS:
-        raise LmzooError(f"Unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}.")
-    if temperature <= 0:
-        raise LmzooError(f"temperature must be positive, got {temperature}; use sampler='greedy' for argmax.")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise LmzooError(f"seed must be an integer or None, got {seed!r}.")
-    if sampler == "top_k" and top_k < 1:
-        raise LmzooError(f"top_k must be at least 1, got {top_k}.")
-    if sampler == "top_p" and not 0.0 < top_p <= 1.0:
-        raise LmzooError(f"top_p must be in (0, 1], got {top_p}.")
-    if sampler == "beam" and num_beams < 1:
-        raise LmzooError(f"num_beams must be at least 1, got {num_beams}.")
-
-
-def make_sampler(sampler, *, temperature=1.0, top_k=DEFAULT_TOP_K, top_p=DEFAULT_TOP_P,
-                 num_beams=DEFAULT_NUM_BEAMS, seed=None):
-    """The keras-hub sampler object for a sampler name (arguments checked by `check_sampler_args`)."""
-    samplers = keras_hub.samplers
-    if sampler == "greedy":
-        return samplers.GreedySampler(temperature=temperature)
-    if sampler == "beam":
-        return samplers.BeamSampler(num_beams=num_beams, temperature=temperature)
-    if sampler == "top_k":
-        return samplers.TopKSampler(k=top_k, seed=seed, temperature=temperature)
-    if sampler == "top_p":
-        return samplers.TopPSampler(p=top_p, seed=seed, temperature=temperature)
-    return samplers.RandomSampler(seed=seed, temperature=temperature)
-
+from lmzoo.samplers import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K, DEFAULT_TOP_P, check_sampler_args, make_sampler
 
 def check_prompt(model, prompt_ids, max_length):
     """The prompt as an int32 (B, P) array and `max_length` as an int, or an `LmzooError` naming what is wrong."""

@@ -43,6 +43,9 @@ def token_losses(y_true, logits, sample_weight=None):
     return tf.reduce_sum(nats * weight), tf.reduce_sum(weight)
 
 
+MAX_LOG_PERPLEXITY = 700.0
+
+
 def perplexity(total_nats, num_tokens):
     """exp(total_nats / num_tokens).
 
@@ -53,7 +56,8 @@ def perplexity(total_nats, num_tokens):
         10.0
     """
     _check_count("num_tokens", num_tokens)
-    return math.exp(float(total_nats) / float(num_tokens))
+    # Capped at e^700 so that a diverged loss stays a finite, JSON-safe number (exp overflows past 709).
+    return math.exp(min(float(total_nats) / float(num_tokens), MAX_LOG_PERPLEXITY))
 
 
 def bits_per_character(total_nats, num_characters):

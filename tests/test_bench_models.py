@@ -9,6 +9,7 @@ def test_bench_train_reports_every_family():
     result = bench_train(families=("lstm", "gpt"), quick=True)
     assert result["benchmark"] == "train"
     assert [row["family"] for row in result["rows"]] == ["lstm", "gpt"]
+    assert [row["fused_kernel"] for row in result["rows"]] == [True, None]  # None: not a recurrent model
     for row in result["rows"]:
         assert row["tokens_per_second"] > 0 and row["compile_seconds"] > 0
         assert row["parameters"] > row["non_embedding_parameters"] > 0

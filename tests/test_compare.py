@@ -50,7 +50,7 @@ def test_quickstart_end_to_end_with_max_steps(tmp_path):
     assert (study_dir / "logs" / "gpt-seed0" / "validation").is_dir()
     assert "gpt seed 0: finished" in result.stderr  # The one-line summary per run.
 
-    generated = _cli("generate", str(study_dir / "runs" / "gpt-seed0"), "--prompt", "ab", "--max-length", "10")
+    generated = _cli("generate", str(study_dir / "runs" / "gpt-seed0"), "--prompt", "ab", "--max-new-tokens", "10")
     assert generated.returncode == 0 and generated.stdout.startswith("ab")
     assert _cli("report", str(study_dir)).returncode == 0
     printed = _cli("tensorboard", str(study_dir), "--print-only")
@@ -69,7 +69,7 @@ def test_train_runs_one_model_of_a_study_and_checks_its_name(tmp_path):
     record = train(study, model="gru", out_dir=tmp_path, show_progress=False)
     assert record["status"] == "finished" and record["model"] == "gru" and record["train_steps"] == 10
     assert not (tmp_path / "one" / "runs" / "gpt-seed0").exists()
-    text = generate(tmp_path / "one" / "runs" / "gru-seed0", "ab", max_length=5, seed=1)
+    text = generate(tmp_path / "one" / "runs" / "gru-seed0", "ab", max_new_tokens=5, seed=1)
     # 5 new tokens; a sampled reserved token ([PAD], [CLS], ...) decodes to no character, so up to 5 characters.
     assert text.startswith("ab") and 2 < len(text) <= 7
     with pytest.raises(LmzooError, match="No final model"):

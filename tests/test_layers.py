@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from lmzoo.errors import LmzooError
-from lmzoo.layers import MultiHeadAttention, RecurrentStack, TokenAndPositionEmbedding, TransformerBlock
+from lmzoo.layers import CELLS, MultiHeadAttention, RecurrentStack, TokenAndPositionEmbedding, TransformerBlock
 
 
 def numpy(x):
@@ -155,6 +155,16 @@ def test_recurrent_layers_use_cudnn_eligible_settings():
         assert layer.cell.recurrent_activation is keras.activations.sigmoid
         assert layer.cell.reset_after and layer.cell.use_bias and not layer.unroll
         assert layer.cell.recurrent_dropout == 0
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_the_plain_cell_table_matches_keras(cell):
+    stack = RecurrentStack(cell, hidden_dim=6, num_layers=1)
+    stack(np.zeros((1, 2, 4), "float32"))
+    layer = stack.rnn_layers[0]
+    assert isinstance(layer, getattr(keras.layers, CELLS[cell].layer))
+    assert tuple(layer.cell.kernel.shape) == (4, CELLS[cell].gates * 6)  # one (input, H) block per gate
+    assert stack.states_per_layer == CELLS[cell].states
 
 
 def test_unknown_cell_is_an_error():

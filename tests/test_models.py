@@ -1,6 +1,8 @@
 """Tests of lmzoo.models: shapes, causality, learning on one batch, save/load, configs, bad input."""
 
 import inspect
+import pathlib
+import re
 
 import keras
 import numpy as np
@@ -9,8 +11,11 @@ import tensorflow as tf
 from keras import ops
 
 import lmzoo
-from lmzoo.errors import LmzooError
-from lmzoo.models import BERT, GPT, RNNLM, SequenceClassifier, build_model, list_models, list_presets
+from lmzoo.errors import ArgumentError, LmzooError
+from lmzoo.models import (
+    BERT, GPT, RNNLM, SequenceClassifier, build_model, check_model_config, default_intermediate_dim, list_models,
+    list_presets, load_model, model_architecture, model_class, model_config, non_embedding_params, size_model,
+)
 
 NAMES = ["simple_rnn", "lstm", "gru", "gpt", "bert"]
 VOCAB = 24
@@ -46,13 +51,27 @@ def test_registry_names_and_presets():
     assert list_presets("gpt") == ["tiny", "small", "base"] == list_presets("lstm")
 
 
+@pytest.mark.parametrize("name, model_type, architecture, objective", [
+    ("simple_rnn", RNNLM, "recurrent", "causal_lm"), ("lstm", RNNLM, "recurrent", "causal_lm"),
+    ("gru", RNNLM, "recurrent", "causal_lm"), ("gpt", GPT, "transformer", "causal_lm"),
+    ("bert", BERT, "transformer", "masked_lm"),
+])
+def test_architecture_and_objective(name, model_type, architecture, objective):
+    assert model_class(name) is model_type
+    assert model_architecture(name) == model_type.architecture == architecture  # the registry agrees with the class
+    assert model_type.objective == objective
+    assert model_type.is_causal is (objective == "causal_lm")
+    assert not hasattr(model_type, "family")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_maps_ids_to_float32_logits(name):
     model = tiny(name)
     logits = model(random_ids((3, 7)))
     assert tuple(logits.shape) == (3, 7, VOCAB) and logits.dtype == "float32"
     assert tuple(model.hidden_states(random_ids((3, 7))).shape) == (3, 7, 64)
-    assert model.family == {"gpt": "gpt", "bert": "bert"}.get(name, "rnn")
+    assert model.architecture == ("transformer" if name in ("gpt", "bert") else "recurrent")
+    assert model.objective == ("masked_lm" if name == "bert" else "causal_lm")
     assert model.is_causal is (name != "bert")
 
 
@@ -140,7 +159,7 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
     x = random_ids((2, 9))
     path = tmp_path / "model.keras"
     model.save(path)
-    loaded = keras.saving.load_model(path)
+    loaded = load_model(path)
     assert type(loaded) is type(model) and loaded.name == f"my_{name}"
     np.testing.assert_allclose(numpy(loaded(x)), numpy(model(x)), atol=1e-6)
 
@@ -160,10 +179,10 @@ def test_gpt_position_types(position):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: build_model("transformer", vocab_size=VOCAB), "Unknown model 'transformer'. Known models: bert, gpt"),
+    (lambda: build_model("transformer", vocab_size=VOCAB), "Unknown model 'transformer'. Known: bert, gpt, gru"),
     (lambda: build_model("gpt", preset="huge", vocab_size=VOCAB), "Unknown preset 'huge'"),
-    (lambda: build_model("gpt", vocab_size=VOCAB), "needs hidden_dim, num_layers, num_heads"),
-    (lambda: build_model("gpt", preset="tiny", vocab_size=VOCAB, heads=2), "Unknown argument"),
+    (lambda: build_model("gpt", vocab_size=VOCAB), r"Missing argument\(s\) hidden_dim, num_layers, num_heads"),
+    (lambda: build_model("gpt", preset="tiny", vocab_size=VOCAB, heads=2), r"Unknown argument\(s\) heads"),
     (lambda: build_model("lstm", preset="tiny", vocab_size=VOCAB, cell="gru"), "Build model 'gru'"),
     (lambda: build_model("gpt", preset="tiny", vocab_size=VOCAB, num_heads=3), "must divide hidden_dim=64"),
     (lambda: build_model("gpt", preset="tiny", vocab_size=VOCAB, position="alibi"), "Unknown position"),
@@ -174,6 +193,91 @@ def test_gpt_position_types(position):
 def test_bad_arguments_raise_one_clear_error(call, message):
     with pytest.raises(LmzooError, match=message):
         call()
+
+
+BAD_VALUES = [
+    ("gpt", {"num_heads": 3}, "num_heads=3 must divide hidden_dim=64"),
+    ("gpt", {"position": "alibi"}, "Unknown position 'alibi': use one of learned, sinusoidal, rotary"),
+    ("gpt", {"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
+    ("gpt", {"hidden_dim": 0}, "hidden_dim must be a positive integer, got 0"),
+    ("gpt", {"intermediate_dim": -1}, "intermediate_dim must be a positive integer, got -1"),
+    ("gpt", {"max_sequence_length": 2.5}, "max_sequence_length must be a positive integer, got 2.5"),
+    ("gpt", {"layer_norm_epsilon": 0}, "layer_norm_epsilon must be a positive number, got 0"),
+    ("bert", {"use_bias": "yes"}, "use_bias must be true or false, got 'yes'"),
+    ("bert", {"vocab_size": True}, "vocab_size must be a positive integer, got True"),
+    ("lstm", {"num_layers": "2"}, "num_layers must be a positive integer, got '2'"),
+    ("gru", {"embedding_dropout": -0.1}, r"embedding_dropout must be in \[0, 1\), got -0.1"),
+    ("gru", {"dropout": "0.1"}, r"dropout must be in \[0, 1\), got '0.1'"),
+    ("simple_rnn", {"tie_embeddings": None}, "tie_embeddings must be true or false, got None"),
+    ("simple_rnn", {"embedding_dim": -8}, "embedding_dim must be a positive integer, got -8"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, message", BAD_VALUES)
+def test_check_model_config_rejects_what_the_constructor_rejects(name, kwargs, message):
+    kwargs = {"vocab_size": VOCAB, **kwargs}
+    with pytest.raises(LmzooError, match=message):
+        check_model_config(name, preset="tiny", **kwargs)
+    with pytest.raises(LmzooError, match=message):  # the same check, run by the constructor
+        build_model(name, preset="tiny", **kwargs)
+
+
+def test_check_model_config_checks_the_cell():
+    with pytest.raises(LmzooError, match="Unknown cell 'transformer': use one of simple_rnn, lstm, gru"):
+        RNNLM.check_config({"vocab_size": VOCAB, "cell": "transformer"})
+    with pytest.raises(LmzooError, match="Build model 'gru' instead"):
+        check_model_config("lstm", preset="tiny", vocab_size=VOCAB, cell="gru")
+
+
+class LayerBuilt(Exception):
+    pass
+
+
+def test_check_model_config_returns_model_config_and_builds_nothing(monkeypatch):
+    expected = model_config("gpt", preset="base", vocab_size=50_000, dropout=0.1)
+
+    def refuse(*args, **kwargs):
+        raise LayerBuilt
+
+    monkeypatch.setattr(keras.layers.Layer, "__init__", refuse)
+    assert check_model_config("gpt", preset="base", vocab_size=50_000, dropout=0.1) == expected
+    for name in NAMES:
+        check_model_config(name, preset="base", vocab_size=50_000)
+    with pytest.raises(LayerBuilt):  # the patch does catch a build
+        build_model("gru", preset="tiny", vocab_size=VOCAB)
+
+
+def test_unknown_and_missing_arguments_carry_their_names():
+    with pytest.raises(ArgumentError, match=r"Unknown argument\(s\) num_head for model 'bert'\. Accepted: ") as info:
+        check_model_config("bert", preset="tiny", vocab_size=VOCAB, num_head=2)
+    assert info.value.unknown == ["num_head"] and info.value.missing == []
+    assert info.value.accepted == [*inspect.signature(BERT.__init__).parameters][1:-1] + ["name", "dtype", "trainable"]
+    with pytest.raises(ArgumentError, match="preset='tiny'") as info:
+        model_config("gpt", vocab_size=VOCAB, num_layers=2)
+    assert info.value.missing == ["hidden_dim", "num_heads"] and info.value.unknown == []
+
+
+def test_gpt_and_bert_defaults_are_recorded_in_the_config():
+    sizes = dict(vocab_size=VOCAB, hidden_dim=16, num_layers=1, num_heads=2)
+    gpt, bert = build_model("gpt", **sizes), build_model("bert", **sizes)
+    assert (gpt.max_sequence_length, gpt.layer_norm_epsilon) == (1024, 1e-5)
+    assert (bert.max_sequence_length, bert.layer_norm_epsilon) == (512, 1e-12)
+    assert bert.blocks[0].layer_norm_epsilon == bert.mlm_norm.epsilon == 1e-12
+    assert gpt.get_config()["intermediate_dim"] == default_intermediate_dim(16) == 64
+    assert GPT.from_config(gpt.get_config()).get_config() == gpt.get_config()
+
+
+def test_one_default_intermediate_dim():
+    model = build_model("gpt", vocab_size=VOCAB, hidden_dim=24, num_layers=1, num_heads=2)
+    assert model.intermediate_dim == model.blocks[0].intermediate_dim == default_intermediate_dim(24)
+    assert non_embedding_params("gpt", vocab_size=VOCAB, hidden_dim=24, num_layers=1, num_heads=2) == \
+        model.num_non_embedding_parameters()
+    config = size_model("bert", 300_000, vocab_size=VOCAB, num_layers=2)
+    assert config["intermediate_dim"] == default_intermediate_dim(config["hidden_dim"])
+    package = pathlib.Path(lmzoo.__file__).parent
+    restated = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                if re.search(r"4 \* (self\.)?hidden_dim|4 \* config\[", path.read_text())]
+    assert restated == ["models/sizing.py"], "define the MLP width once: use default_intermediate_dim"
 
 
 @pytest.mark.parametrize("name", ["gpt", "lstm"])
@@ -232,7 +336,7 @@ def test_classifier_reuses_a_pretrained_backbone_and_round_trips(tmp_path):
     assert classifier.backbone is backbone  # fine-tuning starts from the pretrained weights
     x, _ = classification_batch()
     classifier.save(tmp_path / "classifier.keras")
-    loaded = keras.saving.load_model(tmp_path / "classifier.keras")
+    loaded = load_model(tmp_path / "classifier.keras")
     np.testing.assert_allclose(numpy(loaded(x)), numpy(classifier(x)), atol=1e-6)
     assert loaded.get_config()["num_classes"] == 3
 

@@ -106,7 +106,7 @@ def _masked_stream(num_tokens, seed=0):
 
 def test_masked_lm_follows_bert_masking():
     stream, tokenizer = _masked_stream(20_000)
-    dataset = masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, seed=0)
+    dataset = masked_lm_dataset(stream, tokenizer, sequence_length=64, batch_size=16, mask_rate=0.15, seed=0)
     x, y, w = (np.concatenate(parts) for parts in zip(*_batches(dataset, 20)))
     assert x.shape == y.shape == w.shape == (320, 64) and x.dtype == y.dtype == np.int32
     assert set(np.unique(w)) == {0.0, 1.0}
@@ -129,7 +129,8 @@ def test_masked_lm_masks_are_a_function_of_the_seed_and_differ_every_batch():
     stream, tokenizer = _masked_stream(640)  # 40 windows: 10 batches per epoch
 
     def batches(seed):
-        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=seed, shuffle=False)
+        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, mask_rate=0.15, seed=seed,
+                                    shuffle=False)
         return _batches(dataset, 20)
 
     first, again, other = batches(seed=1), batches(seed=1), batches(seed=2)
@@ -147,7 +148,7 @@ def test_masked_lm_input_pipelines_draw_different_masks():
     weights = []
     for pipeline_id in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id)
-        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=0,
+        dataset = masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, mask_rate=0.15, seed=0,
                                     input_context=context)
         weights.append(np.stack([w for _, _, w in _batches(dataset, 5)]))
     assert not (weights[0] == weights[1]).all()
@@ -157,7 +158,7 @@ def test_masked_lm_iterator_resumes_from_a_checkpoint(tmp_path):
     stream, tokenizer = _masked_stream(640)
 
     def dataset():
-        return masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, seed=5)
+        return masked_lm_dataset(stream, tokenizer, sequence_length=16, batch_size=4, mask_rate=0.15, seed=5)
 
     uninterrupted = iter(dataset())
     for _ in range(13):  # into the second epoch, past a reshuffle

@@ -13,7 +13,8 @@ def _losses_per_call(family, *, jit_compile, steps_per_execution, calls=3):
     keras.utils.set_random_seed(7)
     model = build_model(family, preset="tiny", vocab_size=17)
     trainer = Trainer(
-        model, keras.optimizers.AdamW(3e-3), jit_compile=jit_compile, steps_per_execution=steps_per_execution
+        model, keras.optimizers.AdamW(3e-3), clipnorm=1.0, jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     x = tf.random.stateless_uniform((12, 4, 16), (1, 2), 0, 17, tf.int32)
     data = tf.data.Dataset.from_tensor_slices((x, x)).repeat()  # (4, 16) batches; the task: echo each token

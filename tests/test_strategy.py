@@ -94,6 +94,6 @@ def test_schedule_warms_up_linearly_then_decays_to_the_floor():
 
 
 def test_schedule_serializes():
-    schedule = WarmupDecay(3e-4, warmup_steps=5, total_steps=50, decay="linear")
+    schedule = WarmupDecay(3e-4, warmup_steps=5, total_steps=50, decay="linear", final_ratio=0.1)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
     assert isinstance(restored, WarmupDecay) and restored.get_config() == schedule.get_config()

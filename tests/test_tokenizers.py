@@ -3,8 +3,10 @@
 import pytest
 import tensorflow as tf
 
-from lmzoo.errors import LmzooError
-from lmzoo.tokenizers import RESERVED_TOKENS, build_tokenizer, list_tokenizers, load_tokenizer
+from lmzoo.errors import ArgumentError, LmzooError
+from lmzoo.tokenizers import (
+    RESERVED_TOKENS, TOKENIZERS, Tokenizer, build_tokenizer, check_tokenizer_options, list_tokenizers, load_tokenizer,
+)
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log!\n" * 20
 ALL = ["byte", "char", "sentencepiece", "word", "wordpiece"]
@@ -18,6 +20,29 @@ def tokenizers():
 
 def test_list_tokenizers():
     assert list_tokenizers() == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_registry_names_are_the_tokenizers_names(tokenizers, name):
+    assert TOKENIZERS.get(name).name == name == tokenizers[name].name
+    assert tokenizers[name].num_reserved_ids == len(RESERVED_TOKENS) == 5
+
+
+def test_check_tokenizer_options_lists_the_known_options():
+    assert check_tokenizer_options("word", {"max_vocab_size": 100, "min_frequency": 2}) is TOKENIZERS.get("word")
+    with pytest.raises(ArgumentError, match=r"Tokenizer 'wordpiece' has no option vocab; its options are: "
+                                            r"lowercase, max_vocab_size\.") as info:
+        check_tokenizer_options("wordpiece", {"vocab": 10, "lowercase": True})
+    assert info.value.unknown == ["vocab"] and info.value.accepted == ["lowercase", "max_vocab_size"]
+    with pytest.raises(LmzooError, match="Unknown tokenizer 'bpe'. Known: byte, char, sentencepiece"):
+        check_tokenizer_options("bpe", {})
+    with pytest.raises(ArgumentError, match="its options are: none"):
+        build_tokenizer("byte", lowercase=True)  # build_tokenizer runs the same check
+
+
+def test_build_tokenizer_passes_a_tokenizer_through(tokenizers):
+    assert build_tokenizer(tokenizers["char"]) is tokenizers["char"]
+    assert isinstance(tokenizers["char"], Tokenizer)
 
 
 @pytest.mark.parametrize("name", ALL)

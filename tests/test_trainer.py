@@ -101,7 +101,7 @@ def test_mixed_precision_trains_a_real_model(policy):
     model = build_model("gpt", vocab_size=VOCAB, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
                         max_sequence_length=T, dtype=keras.DTypePolicy(policy))
     optimizer = build_optimizer(OPTIMIZER, SCHEDULE, total_steps=100, dtype_policy=policy)
-    trainer = Trainer(model, optimizer, jit_compile=True, steps_per_execution=5)
+    trainer = Trainer(model, optimizer, clipnorm=1.0, jit_compile=True, steps_per_execution=5)
     iterator = trainer.iterator(cyclic_batches())
     first = trainer.train(iterator, 5)
     last = trainer.train(iterator, 15)

@@ -18,9 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lmzoo.models import PRESETS, build_model
+from lmzoo.models import PRESETS, build_model, list_models, model_architecture
 
-FAMILIES = ("simple_rnn", "lstm", "gru", "gpt", "bert")
 # The shared size is the Transformers' "small" preset, nanoGPT's Shakespeare-char model (4 layers, 4 heads,
 # width 128; benchmarked at context 64, batch 12); the RNNs get the same width and depth.
 SHARED_SIZE = {key: PRESETS["transformer"]["small"][key] for key in ("hidden_dim", "num_layers", "num_heads")}
@@ -31,7 +30,7 @@ TRANSFORMER_ONLY = ("num_heads", "intermediate_dim", "max_sequence_length", "pos
 def family_kwargs(name, size, max_sequence_length):
     """The shared size as `build_model` arguments for one family (RNNs drop the Transformer-only ones)."""
     kwargs = dict(size)
-    if name in ("gpt", "bert"):
+    if model_architecture(name) == "transformer":
         kwargs.setdefault("max_sequence_length", max_sequence_length)
         return kwargs
     return {k: v for k, v in kwargs.items() if k not in TRANSFORMER_ONLY}
@@ -88,12 +87,12 @@ def bench_train_family(name, *, size, vocab_size, batch_size, sequence_length, s
     }
 
 
-def bench_train(*, families=FAMILIES, steps=50, batch_size=12, sequence_length=64, vocab_size=65, size=None,
+def bench_train(*, families=None, steps=50, batch_size=12, sequence_length=64, vocab_size=65, size=None,
                 quick=False):
     """Training tokens/s, parameters and FLOPs per token for every family at one shared size.
 
     Args:
-        families: registered model names to run.
+        families: registered model names to run (default: every one, `lmzoo.list_models()`).
         steps: timed steps per family (after one compiling step).
         batch_size: sequences per step.
         sequence_length: tokens per sequence.
@@ -115,7 +114,7 @@ def bench_train(*, families=FAMILIES, steps=50, batch_size=12, sequence_length=6
     rows = [
         bench_train_family(name, size=size, vocab_size=vocab_size, batch_size=batch_size,
                            sequence_length=sequence_length, steps=steps)
-        for name in families
+        for name in families or list_models()
     ]
     return {
         "benchmark": "train",

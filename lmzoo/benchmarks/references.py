@@ -16,6 +16,8 @@ Examples:
 import keras
 import keras_hub
 
+from lmzoo.models import default_intermediate_dim
+
 
 def keras_hub_gpt(*, vocab_size, hidden_dim, num_layers, num_heads, sequence_length, intermediate_dim=None):
     """A GPT built from keras-hub layers: (B, T) ids -> (B, T, V) logits."""
@@ -23,7 +25,7 @@ def keras_hub_gpt(*, vocab_size, hidden_dim, num_layers, num_heads, sequence_len
     x = keras_hub.layers.TokenAndPositionEmbedding(vocab_size, sequence_length, hidden_dim)(token_ids)
     for _ in range(num_layers):
         x = keras_hub.layers.TransformerDecoder(
-            intermediate_dim or 4 * hidden_dim, num_heads, activation="gelu", normalize_first=True
+            intermediate_dim or default_intermediate_dim(hidden_dim), num_heads, activation="gelu", normalize_first=True
         )(x)
     x = keras.layers.LayerNormalization(epsilon=1e-5)(x)
     logits = keras.layers.Dense(vocab_size)(x)

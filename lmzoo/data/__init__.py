@@ -1,18 +1,14 @@
 """Corpora, the synthetic suite and the tf.data pipelines every model shares (see docs/data.md)."""
 
+from lmzoo.data.base import DEFAULT_SPLIT, SPLITS, Corpus, EncodedCorpus, split_contiguous
 from lmzoo.data.corpora import (
-    DEFAULT_SPLIT,
     NAMED_CORPORA,
-    SPLITS,
-    Corpus,
-    EncodedCorpus,
     encode_corpus,
     list_corpora,
     load_classification,
     load_corpus,
     num_classes,
     read_text,
-    split_contiguous,
 )
 from lmzoo.data.pipelines import (
     causal_lm_dataset,

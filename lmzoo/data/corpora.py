@@ -19,66 +19,15 @@ import re
 
 import numpy as np
 
+from lmzoo.data.base import DEFAULT_SPLIT, SPLITS, Corpus, EncodedCorpus, split_contiguous
+from lmzoo.data.synthetic import (
+    CLASSIFICATION_NUM_CLASSES, CLASSIFICATION_TASKS, SYNTHETIC_CORPORA, load_synthetic, synthetic_classification,
+)
 from lmzoo.errors import DataError
-from lmzoo.tokenizers.base import line_aligned_chunks
+from lmzoo.text import line_aligned_chunks
 
-SPLITS = ("train", "valid", "test")
-DEFAULT_SPLIT = (0.9, 0.05, 0.05)
 TEXT_SUFFIXES = (".txt", ".text", ".tokens", ".raw", ".md")
 DATA_DIR_ENV = "LMZOO_DATA_DIR"
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    """Raw text splits of one corpus; `test` may be "" (Tiny Shakespeare has no test split).
-
-    Examples:
-
-        >>> import lmzoo
-        >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
-        >>> corpus.name, len(corpus.train) > len(corpus.valid) > 0
-        ('synthetic:copy', True)
-    """
-
-    name: str
-    train: str
-    valid: str
-    test: str
-    metadata: dict = dataclasses.field(default_factory=dict)
-
-    def split(self, name):
-        """The text of split `name` ("train", "valid" or "test")."""
-        return _split_of(self, name)
-
-
-@dataclasses.dataclass(frozen=True)
-class EncodedCorpus:
-    """One int32 token stream per split, plus each split's raw size for bits per character / byte.
-
-    Examples:
-
-        >>> import lmzoo
-        >>> corpus = lmzoo.load_corpus("synthetic:copy", size=2000)
-        >>> encoded = lmzoo.encode_corpus(corpus, lmzoo.build_tokenizer("char", corpus.train))
-        >>> encoded.train.size == encoded.characters["train"]
-        True
-    """
-
-    train: np.ndarray
-    valid: np.ndarray
-    test: np.ndarray
-    characters: dict
-    bytes: dict
-
-    def split(self, name):
-        """The token stream of split `name`."""
-        return _split_of(self, name)
-
-
-def _split_of(splits, name):
-    if name not in SPLITS:
-        raise DataError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
-    return getattr(splits, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +84,6 @@ NAMED_CORPORA = {
 
 def list_corpora():
     """Every corpus name `load_corpus` knows: the named corpora and the synthetic suite."""
-    from lmzoo.data.synthetic import SYNTHETIC_CORPORA
-
     return sorted(NAMED_CORPORA) + [f"synthetic:{name}" for name in SYNTHETIC_CORPORA.names()]
 
 
@@ -168,8 +115,6 @@ def load_corpus(source, *, data_dir=None, split=None, size=None, seed=0):
     source = str(source)
     fractions = _check_split(split)
     if source.startswith("synthetic:"):
-        from lmzoo.data.synthetic import load_synthetic
-
         return load_synthetic(source.split(":", 1)[1], size=size, seed=seed, split=fractions)
     if source in NAMED_CORPORA:
         return _load_named(source, data_dir, fractions)
@@ -208,21 +153,6 @@ def tokenize_text(text, tokenizer, chunk_characters=1 << 18):
         tokenizer.tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     return np.concatenate([ids.numpy() for ids in dataset]).astype(np.int32)
-
-
-def split_contiguous(text, fractions=DEFAULT_SPLIT):
-    """Cut `text` into train/valid/test at character positions int(n*f_train), int(n*(f_train+f_valid)).
-
-    Examples:
-
-        >>> from lmzoo.data import split_contiguous
-        >>> split_contiguous("abcdefghij", (0.8, 0.1, 0.1))
-        ('abcdefgh', 'i', 'j')
-    """
-    n = len(text)
-    train_end = int(n * fractions[0])
-    valid_end = n if fractions[2] == 0 else int(n * (fractions[0] + fractions[1]))
-    return text[:train_end], text[train_end:valid_end], text[valid_end:]
 
 
 def _check_split(split):
@@ -379,8 +309,6 @@ def load_classification(source, split="train", *, num_examples=None, seed=0):
         (4, dtype('int32'))
     """
     if str(source).startswith("synthetic:"):
-        from lmzoo.data.synthetic import synthetic_classification
-
         task = str(source).split(":", 1)[1]
         texts, labels = synthetic_classification(task, split, num_examples=num_examples, seed=seed)
         return list(texts), labels
@@ -400,8 +328,6 @@ def num_classes(source, *, split="train"):
         2
     """
     if str(source).startswith("synthetic:"):
-        from lmzoo.data.synthetic import CLASSIFICATION_NUM_CLASSES, CLASSIFICATION_TASKS, synthetic_classification
-
         task = str(source).split(":", 1)[1]
         if task not in CLASSIFICATION_TASKS:
             synthetic_classification(task)  # raises the error that lists the known tasks

@@ -6,11 +6,12 @@ every target exactly once: they pad the last window and the last batch with id 0
 dropping them, so shapes stay static and loss sums stay exact.
 """
 
+import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from lmzoo.data.corpora import load_classification
 from lmzoo.errors import DataError, LmzooError
-from lmzoo.tokenizers.base import RESERVED_TOKENS
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -120,7 +121,7 @@ def contiguous_lm_dataset(tokens, *, sequence_length, batch_size):
     return tf.data.Dataset.from_tensor_slices(tuple(chunked)).prefetch(AUTOTUNE)
 
 
-def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_rate=0.15, seed=0, shuffle=True,
+def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_rate, seed=0, shuffle=True,
                       repeat=True, input_context=None):
     """BERT-style masked LM batches: 15% of positions selected, 80% [MASK] / 10% random / 10% kept.
 
@@ -133,10 +134,11 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
 
     Args:
         tokens: int array `(N,)`.
-        tokenizer: lmzoo Tokenizer. Supplies `vocab_size` and the [MASK]/[PAD]/[CLS]/[SEP] ids.
+        tokenizer: lmzoo Tokenizer. Supplies `vocab_size`, `num_reserved_ids` (random replacements are drawn
+            from the ids above the reserved ones) and the [MASK]/[PAD]/[CLS]/[SEP] ids.
         sequence_length: int. T.
         batch_size: int. Global batch size B.
-        mask_rate: float. Fraction of positions selected for prediction.
+        mask_rate: float. Fraction of positions selected for prediction (BERT: 0.15, the study default).
         seed: int. Orders the windows (as in `causal_lm_dataset`) and draws the masks.
         shuffle: bool. As in `causal_lm_dataset`.
         repeat: bool. As in `causal_lm_dataset`.
@@ -151,7 +153,8 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
         >>> import numpy as np, lmzoo
         >>> from lmzoo.data import masked_lm_dataset
         >>> tokenizer = lmzoo.build_tokenizer("byte")
-        >>> x, y, w = next(iter(masked_lm_dataset(np.arange(5, 261), tokenizer, sequence_length=32, batch_size=4)))
+        >>> x, y, w = next(iter(masked_lm_dataset(np.arange(5, 261), tokenizer, sequence_length=32, batch_size=4,
+        ...                                         mask_rate=0.15)))
         >>> bool(np.all((x.numpy() == y.numpy()) | (w.numpy() == 1)))
         True
     """
@@ -159,7 +162,7 @@ def masked_lm_dataset(tokens, tokenizer, *, sequence_length, batch_size, mask_ra
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
     if not 0 < mask_rate < 1:
         raise LmzooError(f"mask_rate={mask_rate!r} must be between 0 and 1 (BERT uses 0.15).")
-    first_random_id = len(RESERVED_TOKENS)
+    first_random_id = tokenizer.num_reserved_ids
     if tokenizer.vocab_size <= first_random_id:
         raise DataError(f"The tokenizer has only its {first_random_id} reserved ids; masking needs corpus ids.")
     num_windows = len(stream) // sequence_length
@@ -213,8 +216,6 @@ def classification_dataset(source, tokenizer, *, sequence_length, batch_size, sp
         >>> x.shape, y.shape, int(x[0, 0]) == tokenizer.cls_id
         (TensorShape([8, 20]), TensorShape([8]), True)
     """
-    from lmzoo.data.corpora import load_classification
-
     _check_positive(sequence_length=sequence_length, batch_size=batch_size)
     texts, labels = load_classification(source, split, num_examples=num_examples, seed=seed)
     weights = np.ones(len(texts), np.float32)
@@ -229,11 +230,12 @@ def classification_dataset(source, tokenizer, *, sequence_length, batch_size, sp
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
 
+    packer = keras_hub.layers.StartEndPacker(sequence_length, start_value=tokenizer.cls_id,
+                                             pad_value=tokenizer.pad_id, dtype="int32")
+
     def encode(texts_B, labels_B, weights_B):
-        ids = tokenizer.tokenize(texts_B)  # ragged (B, None)
-        cls = tf.fill([tf.shape(texts_B)[0], 1], tokenizer.cls_id)
-        ids = tf.concat([cls, tf.cast(ids, tf.int32)], axis=1)
-        x = ids.to_tensor(default_value=tokenizer.pad_id, shape=[None, sequence_length])  # (B, T)
+        ids = tf.cast(tokenizer.tokenize(texts_B), tf.int32)  # ragged (B, None)
+        x = packer(ids)  # (B, T): [CLS] + ids, truncated or padded to T
         # Padding rows are empty strings: keep only their [CLS] out of the way by zeroing the whole row.
         x = x * tf.cast(weights_B > 0, tf.int32)[:, None]
         return x, labels_B, weights_B

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from lmzoo.data.base import DEFAULT_SPLIT, Corpus, split_contiguous
 from lmzoo.errors import DataError
 from lmzoo.registry import Registry
 
@@ -45,8 +46,6 @@ def load_synthetic(task, *, size=None, seed=0, split=None):
         >>> corpus.train.splitlines()[0]
         'gfeccaaabgfheehf|gfeccaaabgfheehf'
     """
-    from lmzoo.data.corpora import DEFAULT_SPLIT, Corpus
-
     generate = _lookup(SYNTHETIC_CORPORA, task, "corpus")
     size = DEFAULT_SIZE if size is None else size
     if not isinstance(size, int) or size < 100:
@@ -115,8 +114,6 @@ class MarkovChain:
 
 @SYNTHETIC_CORPORA.register("markov")
 def _markov(rng, size, fractions):
-    from lmzoo.data.corpora import split_contiguous
-
     chain = MarkovChain.random(rng)
     text = chain.sample(rng, size)
     rate = chain.entropy_rate()

@@ -1,15 +1,19 @@
-"""Layers shared by every lmzoo model: one embedding, one attention, one Transformer block, one recurrent stack."""
+"""Layers shared by every lmzoo model: one embedding, one attention, one Transformer block, one recurrent stack.
 
-from lmzoo.layers.attention import MultiHeadAttention
-from lmzoo.layers.embedding import POSITION_TYPES, TokenAndPositionEmbedding
-from lmzoo.layers.recurrent import CELLS, RecurrentStack
-from lmzoo.layers.transformer import TransformerBlock
+The exports are imported lazily, so `lmzoo.layers.cells` (plain data) can be read without loading TensorFlow.
+"""
 
-__all__ = [
-    "CELLS",
-    "POSITION_TYPES",
-    "MultiHeadAttention",
-    "RecurrentStack",
-    "TokenAndPositionEmbedding",
-    "TransformerBlock",
-]
+from lmzoo.registry import lazy_attributes
+
+_EXPORTS = {
+    "CELLS": "lmzoo.layers.cells",
+    "POSITION_TYPES": "lmzoo.layers.embedding",
+    "MultiHeadAttention": "lmzoo.layers.attention",
+    "RecurrentStack": "lmzoo.layers.recurrent",
+    "TokenAndPositionEmbedding": "lmzoo.layers.embedding",
+    "TransformerBlock": "lmzoo.layers.transformer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

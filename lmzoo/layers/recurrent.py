@@ -2,28 +2,13 @@
 
 import keras
 
-from lmzoo.errors import LmzooError
-
-# Each cell's keras layer, its number of gate blocks (weight matrices per layer) and of state tensors.
-CELLS = {
-    "simple_rnn": (keras.layers.SimpleRNN, 1, 1),
-    "lstm": (keras.layers.LSTM, 4, 2),
-    "gru": (keras.layers.GRU, 3, 1),
-}
-# keras has a fused cuDNN kernel for LSTM and GRU only (with the settings `recurrent_layer` uses).
-FUSED_CELLS = ("lstm", "gru")
-
-
-def check_cell(cell):
-    """Raise `LmzooError` unless `cell` is a known cell name."""
-    if cell not in CELLS:
-        raise LmzooError(f"Unknown cell {cell!r}: use one of {', '.join(CELLS)}.")
+from lmzoo.layers.cells import CELLS, FUSED_CELLS, check_cell
 
 
 def recurrent_layer(cell, hidden_dim, dtype, name):
     """One keras recurrent layer with exactly the cuDNN-eligible settings (tanh, sigmoid, no recurrent dropout,
     not unrolled, biases, GRU reset_after)."""
-    layer_class = CELLS[cell][0]
+    layer_class = getattr(keras.layers, CELLS[cell].layer)
     kwargs = dict(return_sequences=True, return_state=True, activation="tanh", use_bias=True, unroll=False,
                   recurrent_dropout=0.0, dtype=dtype, name=name)
     if cell != "simple_rnn":
@@ -71,7 +56,7 @@ class RecurrentStack(keras.layers.Layer):
     @property
     def states_per_layer(self):
         """How many state tensors each layer carries (2 for LSTM, 1 otherwise)."""
-        return CELLS[self.cell][2]
+        return CELLS[self.cell].states
 
     @property
     def uses_fused_kernel(self):

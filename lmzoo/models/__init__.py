@@ -1,25 +1,52 @@
-"""lmzoo's language models (RNNLM, GPT, BERT), the classification head, the registry and sizing."""
+"""lmzoo's language models (RNNLM, GPT, BERT), the classification head, the registry, presets and sizing.
 
-from lmzoo.models.base import LanguageModel
-from lmzoo.models.bert import BERT
-from lmzoo.models.classifier import SequenceClassifier
-from lmzoo.models.gpt import GPT
-from lmzoo.models.registry import build_model, list_models, list_presets, model_config, model_family
-from lmzoo.models.rnn import RNNLM
-from lmzoo.models.sizing import PRESETS, non_embedding_params, size_model
+The registry, the presets and the closed-form sizing are plain Python; the model classes are imported on first
+use, so `import lmzoo.models` and `list_models()` do not load TensorFlow.
+"""
+
+from lmzoo.models.presets import PRESETS
+from lmzoo.models.registry import (
+    MODELS,
+    build_model,
+    check_model_config,
+    list_models,
+    list_presets,
+    load_model,
+    model_architecture,
+    model_class,
+    model_config,
+)
+from lmzoo.models.sizing import default_intermediate_dim, non_embedding_params, size_model
+from lmzoo.registry import lazy_attributes
+
+# Imported on first use: these load TensorFlow.
+_LAZY = {
+    "BERT": "lmzoo.models.bert",
+    "GPT": "lmzoo.models.gpt",
+    "LanguageModel": "lmzoo.models.base",
+    "RNNLM": "lmzoo.models.rnn",
+    "SequenceClassifier": "lmzoo.models.classifier",
+}
 
 __all__ = [
     "BERT",
     "GPT",
+    "MODELS",
     "PRESETS",
     "RNNLM",
     "LanguageModel",
     "SequenceClassifier",
     "build_model",
+    "check_model_config",
+    "default_intermediate_dim",
     "list_models",
     "list_presets",
+    "load_model",
+    "model_architecture",
+    "model_class",
     "model_config",
-    "model_family",
     "non_embedding_params",
     "size_model",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -1,10 +1,38 @@
-"""`LanguageModel`: the common base of RNNLM, GPT and BERT (input checks, accounting, generation)."""
+"""`LanguageModel`: the common base of RNNLM, GPT and BERT (argument and input checks, accounting, generation)."""
+
+import inspect
+import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
-from lmzoo.errors import LmzooError
+from lmzoo.errors import ArgumentError, LmzooError
+from lmzoo.models.presets import PRESETS
+
+# Arguments every keras model takes besides its own.
+KERAS_ARGS = ("name", "dtype", "trainable")
+
+
+def check_positive(**values):
+    """Raise `LmzooError` unless every value is a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LmzooError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def check_rate(**values):
+    """Raise `LmzooError` unless every value is a probability in [0, 1)."""
+    for name, value in values.items():
+        if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+            raise LmzooError(f"{name} must be in [0, 1), got {value!r}.")
+
+
+def check_flag(**values):
+    """Raise `LmzooError` unless every value is True or False."""
+    for name, value in values.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise LmzooError(f"{name} must be true or false, got {value!r}.")
 
 
 def check_token_ids(token_ids, max_sequence_length=None):
@@ -35,9 +63,10 @@ def check_token_ids(token_ids, max_sequence_length=None):
 class LanguageModel(keras.Model):
     """Base of every lmzoo language model: `(B, T)` int ids -> float32 logits `(B, T, vocab_size)`.
 
-    Subclasses define `hidden_states`, `call`, the accounting methods and, for causal models, `_prefill` and
-    `_decode` (the incremental steps that `generate` runs). The model is built at construction, so parameter
-    counts and `summary()` work at once.
+    Subclasses set `architecture` and `objective`, and define `check_values`, `hidden_states`, `call`, the
+    accounting methods and, for causal models, `_prefill` and `_decode` (the incremental steps that `generate`
+    runs). A constructor stores its arguments, runs `check_config` on its own `get_config()` and only then builds
+    its layers; the model is built at construction, so parameter counts and `summary()` work at once.
 
     Examples:
 
@@ -47,9 +76,10 @@ class LanguageModel(keras.Model):
         (2, 5, 32)
     """
 
-    family = None
-    is_causal = True
-    uses_fused_kernel = True
+    architecture = None  # "recurrent" or "transformer"
+    objective = None  # what it is trained for: "causal_lm" (next token) or "masked_lm"
+    is_causal = True  # position t only sees positions <= t
+    uses_fused_kernel = None  # recurrent models: whether keras can run them on its fused cuDNN kernel
 
     def __call__(self, token_ids, *args, **kwargs):
         # Accept nested lists of ids, as tokenizers return them; keras only takes arrays and tensors.
@@ -58,7 +88,7 @@ class LanguageModel(keras.Model):
         return super().__call__(token_ids, *args, **kwargs)
 
     def build(self, input_shape=None):
-        # Running one tiny batch creates every weight with its real shape, for any family.
+        # Running one tiny batch creates every weight with its real shape, for any architecture.
         self.call(ops.ones((1, 1), dtype="int32"))
 
     @property
@@ -77,6 +107,70 @@ class LanguageModel(keras.Model):
 
     def hidden_states(self, token_ids, training=False):
         """(B, T) int ids -> (B, T, D) hidden states before the LM head."""
+        raise NotImplementedError
+
+    # ----- configuration ----------------------------------------------------------------------------------
+
+    @classmethod
+    def constructor_arguments(cls):
+        """The constructor's own arguments -> their defaults (`inspect.Parameter.empty` when required)."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: p.default for name, p in parameters.items() if name not in ("self", "kwargs")}
+
+    @classmethod
+    def full_config(cls, config):
+        """`config` with the constructor's defaults for the arguments it leaves out."""
+        defaults = {n: d for n, d in cls.constructor_arguments().items() if d is not inspect.Parameter.empty}
+        return {**defaults, **config}
+
+    @classmethod
+    def check_arguments(cls, config, label=None):
+        """Raise `ArgumentError` if `config` has a name the constructor does not take or lacks a required one.
+
+        `label` names the model in the message (default: the class name).
+        """
+        label = label or cls.__name__
+        arguments = cls.constructor_arguments()
+        accepted = [*arguments, *KERAS_ARGS]
+        unknown = sorted(set(config) - set(accepted))
+        if unknown:
+            raise ArgumentError(f"Unknown argument(s) {', '.join(unknown)} for {label}. "
+                                f"Accepted: {', '.join(accepted)}.", unknown=unknown, accepted=accepted)
+        missing = [n for n, default in arguments.items() if default is inspect.Parameter.empty and n not in config]
+        if missing:
+            raise ArgumentError(f"Missing argument(s) {', '.join(missing)} for {label}: pass them, or a preset "
+                                f"(preset='tiny', one of {', '.join(PRESETS[cls.architecture])}).",
+                                missing=missing, accepted=accepted)
+
+    @classmethod
+    def check_config(cls, config, label=None):
+        """Run every check of the constructor on `config` (its keyword arguments) without building anything.
+
+        The argument names (`check_arguments`), then their values (`check_values`): the constructor runs this on
+        its own `get_config()`, so a config that passes builds. Returns `config`.
+
+        Examples:
+
+            >>> from lmzoo.models import RNNLM
+            >>> RNNLM.check_config({"vocab_size": 10, "cell": "lstm", "dropout": 0.5})
+            {'vocab_size': 10, 'cell': 'lstm', 'dropout': 0.5}
+            >>> RNNLM.check_config({"vocab_size": 10, "dropout": 1.5})
+            Traceback (most recent call last):
+            ...
+            lmzoo.errors.LmzooError: dropout must be in [0, 1), got 1.5.
+        """
+        cls.check_arguments(config, label)
+        cls.check_values(cls.full_config(config))
+        return config
+
+    @classmethod
+    def check_values(cls, config):
+        """Raise `LmzooError` for the first bad value of a full config (every constructor argument present)."""
+        raise NotImplementedError
+
+    @classmethod
+    def count_non_embedding_params(cls, config):
+        """`num_non_embedding_parameters()` of `cls(**config)` in closed form, for a full config, building nothing."""
         raise NotImplementedError
 
     # ----- accounting -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from lmzoo.errors import LmzooError
+from lmzoo.models.sizing import bert_non_embedding_params
 from lmzoo.models.transformer import TransformerLM
 
 
@@ -22,12 +23,12 @@ class BERT(TransformerLM):
         hidden_dim: model width `D`.
         num_layers: number of Transformer blocks `L`.
         num_heads: attention heads; must divide `hidden_dim`.
-        intermediate_dim: MLP width; `4 * hidden_dim` when None.
-        max_sequence_length: the longest input sequence.
+        intermediate_dim: MLP width; `default_intermediate_dim(hidden_dim)` (4 x `hidden_dim`) when None.
+        max_sequence_length: the longest input sequence; 512 (BERT's) when None.
         dropout: dropout on the embeddings and each residual branch.
         use_bias: biases in dense layers and layer norms.
         position: `"learned"`, `"sinusoidal"` or `"rotary"`.
-        layer_norm_epsilon: epsilon of the layer norms.
+        layer_norm_epsilon: epsilon of the layer norms; 1e-12 (BERT's) when None.
 
     Examples:
 
@@ -39,21 +40,22 @@ class BERT(TransformerLM):
         3
     """
 
-    family = "bert"
+    objective = "masked_lm"
     is_causal = False
     norm_first = False
+    default_max_sequence_length = 512
+    default_layer_norm_epsilon = 1e-12
 
-    def __init__(self, vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=None,
-                 max_sequence_length=512, dropout=0.0, use_bias=True, position="learned",
-                 layer_norm_epsilon=1e-12, **kwargs):
-        super().__init__(vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=intermediate_dim,
-                         max_sequence_length=max_sequence_length, dropout=dropout, use_bias=use_bias,
-                         position=position, layer_norm_epsilon=layer_norm_epsilon, **kwargs)
+    def make_layers(self):
         self.embedding_norm = self.layer_norm("embedding_norm")
-        self.mlm_dense = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy,
+        self.mlm_dense = keras.layers.Dense(self.hidden_dim, use_bias=self.use_bias, dtype=self.dtype_policy,
                                             name="mlm_dense")
         self.mlm_norm = self.layer_norm("mlm_norm")
-        self.build()
+
+    @classmethod
+    def count_non_embedding_params(cls, config):
+        return bert_non_embedding_params(config["hidden_dim"], config["num_layers"], config["intermediate_dim"],
+                                         config["use_bias"])
 
     def hidden_states(self, token_ids, training=False):
         token_ids = self.check(token_ids)

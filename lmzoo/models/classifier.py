@@ -1,4 +1,4 @@
-"""A classification head for every language model family, for pretrain-then-fine-tune."""
+"""A classification head for every language model, for pretrain-then-fine-tune."""
 
 import keras
 from keras import ops
@@ -17,9 +17,9 @@ def last_token_index(token_ids):
 class SequenceClassifier(keras.Model):
     """A language model backbone, a pooled vector per sequence and a dense layer to class logits.
 
-    Pooling follows the family: BERT's first (`[CLS]`) position, GPT's last non-pad token (it has seen the
-    whole sequence), the RNN's top-layer output at the last non-pad token (its final state). Padding is id 0
-    and sits at the end of a row.
+    Pooling follows the backbone's attention: a bidirectional one (BERT) pools its first (`[CLS]`) position, a
+    causal one its last non-pad token, the only one that has seen the whole sequence (GPT's hidden state, the
+    RNN's top-layer output, i.e. its final state). Padding is id 0 and sits at the end of a row.
 
     Args:
         backbone: a `LanguageModel` (pretrained or fresh); its weights are shared, not copied.
@@ -53,8 +53,8 @@ class SequenceClassifier(keras.Model):
 
     def pool(self, token_ids, hidden):
         """(B, T) ids, (B, T, D) hidden states -> (B, D) one vector per sequence."""
-        if self.backbone.family == "bert":
-            return hidden[:, 0]
+        if not self.backbone.is_causal:
+            return hidden[:, 0]  # [CLS], which attends to every position
         index = last_token_index(token_ids)[:, None, None]  # (B, 1, 1)
         return ops.take_along_axis(hidden, index, axis=1)[:, 0]
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from lmzoo.models.sizing import gpt_non_embedding_params
 from lmzoo.models.transformer import TransformerLM
 
 
@@ -19,12 +20,12 @@ class GPT(TransformerLM):
         hidden_dim: model width `D`.
         num_layers: number of Transformer blocks `L`.
         num_heads: attention heads; must divide `hidden_dim`.
-        intermediate_dim: MLP width; `4 * hidden_dim` when None.
-        max_sequence_length: the longest input (and generated) sequence.
+        intermediate_dim: MLP width; `default_intermediate_dim(hidden_dim)` (4 x `hidden_dim`) when None.
+        max_sequence_length: the longest input (and generated) sequence; 1024 (GPT-2's) when None.
         dropout: dropout on the embeddings and each residual branch.
         use_bias: biases in dense layers and layer norms (nanoGPT's `bias`).
         position: `"learned"`, `"sinusoidal"` or `"rotary"`.
-        layer_norm_epsilon: epsilon of the layer norms.
+        layer_norm_epsilon: epsilon of the layer norms; 1e-5 (GPT-2's) when None.
 
     Examples:
 
@@ -36,18 +37,19 @@ class GPT(TransformerLM):
         (1, 6)
     """
 
-    family = "gpt"
+    objective = "causal_lm"
     is_causal = True
     norm_first = True
+    default_max_sequence_length = 1024
+    default_layer_norm_epsilon = 1e-5
 
-    def __init__(self, vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=None,
-                 max_sequence_length=1024, dropout=0.0, use_bias=True, position="learned",
-                 layer_norm_epsilon=1e-5, **kwargs):
-        super().__init__(vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=intermediate_dim,
-                         max_sequence_length=max_sequence_length, dropout=dropout, use_bias=use_bias,
-                         position=position, layer_norm_epsilon=layer_norm_epsilon, **kwargs)
+    def make_layers(self):
         self.final_norm = self.layer_norm("final_norm")
-        self.build()
+
+    @classmethod
+    def count_non_embedding_params(cls, config):
+        return gpt_non_embedding_params(config["hidden_dim"], config["num_layers"], config["intermediate_dim"],
+                                        config["use_bias"])
 
     def hidden_states(self, token_ids, training=False):
         x = self.embed(self.check(token_ids), training)  # (B, T, D)

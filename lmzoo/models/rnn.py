@@ -4,10 +4,10 @@ import keras
 import keras_hub
 from keras import ops
 
-from lmzoo.layers.recurrent import CELLS, RecurrentStack, check_cell
-from lmzoo.models.base import LanguageModel, check_token_ids
-from lmzoo.models.sizing import rnn_matmul_params
-from lmzoo.models.transformer import check_positive, check_rate
+from lmzoo.layers.cells import CELLS, check_cell
+from lmzoo.layers.recurrent import RecurrentStack
+from lmzoo.models.base import LanguageModel, check_flag, check_positive, check_rate, check_token_ids
+from lmzoo.models.sizing import rnn_matmul_params, rnn_non_embedding_params
 
 
 def rnn_embedding_initializer():
@@ -54,15 +54,12 @@ class RNNLM(LanguageModel):
         >>> logits = model(np.ones((2, 5), "int32"), initial_state=states)  # continues the sequences
     """
 
-    family = "rnn"
+    architecture = "recurrent"
+    objective = "causal_lm"
     is_causal = True
 
     def __init__(self, vocab_size, cell="lstm", hidden_dim=256, num_layers=2, embedding_dim=None, dropout=0.0,
                  embedding_dropout=0.0, tie_embeddings=True, **kwargs):
-        check_cell(cell)
-        check_positive(vocab_size=vocab_size, hidden_dim=hidden_dim, num_layers=num_layers,
-                       embedding_dim=embedding_dim or hidden_dim)
-        check_rate(dropout=dropout, embedding_dropout=embedding_dropout)
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.cell = cell
@@ -72,6 +69,7 @@ class RNNLM(LanguageModel):
         self.dropout = dropout
         self.embedding_dropout = embedding_dropout
         self.tie_embeddings = tie_embeddings
+        self.check_config(self.get_config())
         dtype = self.dtype_policy
         width = embedding_dim or hidden_dim
         self.embedding = keras_hub.layers.ReversibleEmbedding(
@@ -85,6 +83,19 @@ class RNNLM(LanguageModel):
         self.projection = (
             keras.layers.Dense(width, dtype=dtype, name="projection") if width != hidden_dim else None)
         self.build()
+
+    @classmethod
+    def check_values(cls, config):
+        check_cell(config["cell"])
+        check_positive(vocab_size=config["vocab_size"], hidden_dim=config["hidden_dim"],
+                       num_layers=config["num_layers"], embedding_dim=config["embedding_dim"] or config["hidden_dim"])
+        check_rate(dropout=config["dropout"], embedding_dropout=config["embedding_dropout"])
+        check_flag(tie_embeddings=config["tie_embeddings"])
+
+    @classmethod
+    def count_non_embedding_params(cls, config):
+        return rnn_non_embedding_params(config["cell"], config["hidden_dim"], config["num_layers"],
+                                        config["embedding_dim"])
 
     @property
     def uses_fused_kernel(self):
@@ -130,7 +141,7 @@ class RNNLM(LanguageModel):
     def flops_per_token(self, sequence_length):
         """6 x the weights multiplied per token: gates x H x (input + H) per layer, projection, output layer.
 
-        `sequence_length` does not matter for an RNN; it is accepted so every family has one signature.
+        `sequence_length` does not matter for an RNN; it is accepted so every model has one signature.
         """
         width = self.embedding_dim or self.hidden_dim
         matmul = rnn_matmul_params(self.cell, self.hidden_dim, self.num_layers, self.embedding_dim)
@@ -138,7 +149,7 @@ class RNNLM(LanguageModel):
 
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """The recurrent state: layers x states per layer x H values, whatever the length."""
-        return self.num_layers * CELLS[self.cell][2] * self.hidden_dim * dtype_bytes
+        return self.num_layers * CELLS[self.cell].states * self.hidden_dim * dtype_bytes
 
     def get_config(self):
         return {

@@ -1,4 +1,6 @@
-"""`TransformerLM`: what GPT and BERT share (arguments, embeddings, blocks, accounting)."""
+"""`TransformerLM`: what GPT and BERT share (arguments and their checks, embeddings, blocks, accounting)."""
+
+import numbers
 
 import keras
 
@@ -6,61 +8,79 @@ from lmzoo.errors import LmzooError
 from lmzoo.layers.attention import check_heads
 from lmzoo.layers.embedding import TokenAndPositionEmbedding, check_position
 from lmzoo.layers.transformer import TransformerBlock, maybe_dropout
-from lmzoo.models.base import LanguageModel, check_token_ids
-
-
-def check_positive(**values):
-    """Raise `LmzooError` unless every value is a positive integer."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LmzooError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def check_rate(**values):
-    """Raise `LmzooError` unless every value is a probability in [0, 1)."""
-    for name, value in values.items():
-        if not 0.0 <= value < 1.0:
-            raise LmzooError(f"{name} must be in [0, 1), got {value!r}.")
+from lmzoo.models.base import LanguageModel, check_flag, check_positive, check_rate, check_token_ids
+from lmzoo.models.sizing import default_intermediate_dim
 
 
 class TransformerLM(LanguageModel):
     """A token embedding, `num_layers` `TransformerBlock`s and the tied embedding as LM head.
 
-    Subclasses set `is_causal` and `norm_first` and define `hidden_states` and `call`.
+    Subclasses set `objective`, `is_causal`, `norm_first` and the defaults of the arguments left None
+    (`default_max_sequence_length`, `default_layer_norm_epsilon`), and define `make_layers` (their own layers),
+    `hidden_states` and `call`. They keep this constructor, so its arguments are the config of every
+    Transformer; `get_config()` records the values used, so `from_config(config)` is `cls(**config)`.
     """
 
+    architecture = "transformer"
     norm_first = True
+    default_max_sequence_length = None
+    default_layer_norm_epsilon = None
 
     def __init__(self, vocab_size, hidden_dim, num_layers, num_heads, intermediate_dim=None,
-                 max_sequence_length=1024, dropout=0.0, use_bias=True, position="learned",
-                 layer_norm_epsilon=1e-5, **kwargs):
-        check_positive(vocab_size=vocab_size, hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads,
-                       max_sequence_length=max_sequence_length)
-        check_heads(hidden_dim, num_heads)
-        check_position(position)
-        check_rate(dropout=dropout)
+                 max_sequence_length=None, dropout=0.0, use_bias=True, position="learned",
+                 layer_norm_epsilon=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        self.intermediate_dim = intermediate_dim
         self.max_sequence_length = max_sequence_length
         self.dropout = dropout
         self.use_bias = use_bias
         self.position = position
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.check_config(self.get_config())
+        self._fill_defaults()
         dtype = self.dtype_policy
-        self.embeddings = TokenAndPositionEmbedding(vocab_size, hidden_dim, max_sequence_length,
+        self.embeddings = TokenAndPositionEmbedding(vocab_size, hidden_dim, self.max_sequence_length,
                                                     position=position, dtype=dtype, name="embeddings")
         self.embedding_dropout = maybe_dropout(dropout, dtype, "embedding_dropout")
         self.blocks = [
             TransformerBlock(hidden_dim, num_heads, self.intermediate_dim, is_causal=self.is_causal,
                              norm_first=self.norm_first, dropout=dropout, use_bias=use_bias,
-                             rotary=position == "rotary", layer_norm_epsilon=layer_norm_epsilon,
+                             rotary=position == "rotary", layer_norm_epsilon=self.layer_norm_epsilon,
                              dtype=dtype, name=f"block_{i}")
             for i in range(num_layers)
         ]
+        self.make_layers()
+        self.build()
+
+    def _fill_defaults(self):
+        """Replace the arguments left None by their defaults, so `get_config()` records the values used."""
+        if self.intermediate_dim is None:
+            self.intermediate_dim = default_intermediate_dim(self.hidden_dim)
+        if self.max_sequence_length is None:
+            self.max_sequence_length = self.default_max_sequence_length
+        if self.layer_norm_epsilon is None:
+            self.layer_norm_epsilon = self.default_layer_norm_epsilon
+
+    @classmethod
+    def check_values(cls, config):
+        check_positive(vocab_size=config["vocab_size"], hidden_dim=config["hidden_dim"],
+                       num_layers=config["num_layers"], num_heads=config["num_heads"])
+        check_positive(**{key: config[key] for key in ("intermediate_dim", "max_sequence_length")
+                          if config[key] is not None})  # None: the default
+        check_heads(config["hidden_dim"], config["num_heads"])
+        check_position(config["position"])
+        check_rate(dropout=config["dropout"])
+        check_flag(use_bias=config["use_bias"])
+        epsilon = config["layer_norm_epsilon"]
+        if epsilon is not None and (not isinstance(epsilon, numbers.Real) or epsilon <= 0):
+            raise LmzooError(f"layer_norm_epsilon must be a positive number, got {epsilon!r}.")
+
+    def make_layers(self):
+        """Create the subclass's own layers (after the embeddings and blocks, before the model is built)."""
 
     def layer_norm(self, name):
         """A layer norm with this model's epsilon, bias setting and dtype."""

@@ -15,6 +15,7 @@ import pathlib
 import tensorflow as tf
 
 from lmzoo.errors import LmzooError
+from lmzoo.tokenizers.registry import TOKENIZERS, check_tokenizer_options
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 RESERVED_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -39,6 +40,7 @@ class Tokenizer:
 
     name = None
     pad_id, unk_id, cls_id, sep_id, mask_id = 0, 1, 2, 3, 4
+    num_reserved_ids = len(RESERVED_TOKENS)  # ids below this are reserved; corpus units start here
     eos_id = None
 
     @classmethod
@@ -59,7 +61,7 @@ class Tokenizer:
     @property
     def base_vocab_size(self):
         """Number of ids that stand for corpus units (characters, bytes, words, pieces), reserved ids excluded."""
-        return self.vocab_size - len(RESERVED_TOKENS)
+        return self.vocab_size - self.num_reserved_ids
 
     def tokenize(self, text):
         """A tf string scalar -> int32 ids `(N,)`; a batch `(B,)` -> a `tf.RaggedTensor` `(B, None)`."""
@@ -99,12 +101,48 @@ class Tokenizer:
     @classmethod
     def load(cls, directory):
         """Rebuild a tokenizer saved with `save` (any subclass)."""
-        from lmzoo.tokenizers import load_tokenizer
-
         return load_tokenizer(directory)
 
     def __repr__(self):
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def build_tokenizer(name, text=None, **options):
+    """Build the tokenizer `name`, learning its vocabulary from `text` (the training split).
+
+    Args:
+        name: str. One of `list_tokenizers()` (a `Tokenizer` is returned as it is).
+        text: str. Training text; needed by every tokenizer except "byte".
+        **options: passed to the tokenizer's `from_text`, e.g. `max_vocab_size`, `min_frequency` (word),
+            `lowercase` (wordpiece), `model_type` (sentencepiece); checked by `check_tokenizer_options`.
+
+    Examples:
+
+        >>> import lmzoo
+        >>> lmzoo.build_tokenizer("byte").vocab_size
+        261
+    """
+    if isinstance(name, Tokenizer):
+        return name
+    return check_tokenizer_options(name, options).from_text(text, **options)
+
+
+def load_tokenizer(directory):
+    """Rebuild the tokenizer that `Tokenizer.save(directory)` wrote.
+
+    Examples:
+
+        >>> import tempfile, lmzoo
+        >>> directory = tempfile.mkdtemp()
+        >>> lmzoo.build_tokenizer("char", "abc").save(directory)
+        >>> lmzoo.load_tokenizer(directory).encode("cab")
+        [7, 5, 6]
+    """
+    path = pathlib.Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise LmzooError(f"No saved tokenizer in {directory}: expected {path} written by Tokenizer.save().")
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return TOKENIZERS.get(payload["name"]).from_config(payload["config"])
 
 
 def detokenize_with_pieces(pieces, ids, separator=""):
@@ -136,21 +174,3 @@ def check_training_text(name, text):
             f"The {name!r} tokenizer learns its vocabulary from text, but got {type(text).__name__} "
             f"{text!r:.40}; pass the training split, e.g. build_tokenizer({name!r}, corpus.train)."
         )
-
-
-def line_aligned_chunks(text, chunk_characters):
-    """Cut `text` after line breaks into pieces of about `chunk_characters`; joined, they give `text` back.
-
-    Examples:
-
-        >>> from lmzoo.tokenizers.base import line_aligned_chunks
-        >>> line_aligned_chunks("ab\\ncd\\nef", 2)
-        ['ab\\n', 'cd\\n', 'ef']
-    """
-    chunks, start = [], 0
-    while start < len(text):
-        end = text.find("\n", start + chunk_characters)
-        end = len(text) if end < 0 else end + 1
-        chunks.append(text[start:end])
-        start = end
-    return chunks

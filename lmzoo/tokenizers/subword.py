@@ -7,9 +7,9 @@ import keras_hub
 import tensorflow as tf
 
 from lmzoo.errors import LmzooError
+from lmzoo.text import line_aligned_chunks
 from lmzoo.tokenizers.base import (
     CLS, MASK, PAD, RESERVED_TOKENS, SEP, UNK, Tokenizer, check_training_text, check_vocab_size,
-    line_aligned_chunks,
 )
 
 DEFAULT_SUBWORD_VOCAB_SIZE = 8000

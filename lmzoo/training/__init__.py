@@ -7,6 +7,7 @@ Examples:
     'synthetic:markov'
 """
 
+from lmzoo.registry import lazy_attributes
 from lmzoo.training.config import list_studies, load_study
 
 # Everything below needs TensorFlow: imported on first use so that reading a study stays instant.
@@ -25,10 +26,4 @@ _EXPORTS = {
 
 __all__ = ["list_studies", "load_study", *_EXPORTS]
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lmzoo.training' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

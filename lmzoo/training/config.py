@@ -15,8 +15,9 @@ import pathlib
 import yaml
 
 from lmzoo.errors import ConfigError
-
-
+from lmzoo.models.registry import MODELS
+from lmzoo.tokenizers import TOKENIZERS
+from lmzoo.training.registries import DTYPE_POLICIES, STRATEGIES
 
 def _find_study_dir():
     """`experiments/` of a source checkout, else its copy installed as the package data `lmzoo/experiments/`."""
@@ -27,7 +28,6 @@ def _find_study_dir():
 
 STUDY_DIR = _find_study_dir()
 DEFAULT_STUDY = "quickstart"  # What `lmzoo compare` runs with no argument.
-FAMILIES = ("simple_rnn", "lstm", "gru", "gpt", "bert")
 REQUIRED = object()  # Marks a key that has no default.
 
 
@@ -85,6 +85,11 @@ def _choice(*choices):
     return (lambda v: None if v in choices else "not allowed"), "one of " + ", ".join(map(repr, choices))
 
 
+def _registered(registry):
+    """A choice among a registry's names (the registry is the one list of them)."""
+    return _choice(*registry.names())
+
+
 def _string(optional=False):
     check = lambda v: None if isinstance(v, str) or (optional and v is None) else "not a string"  # noqa: E731
     return check, "a string" + (" or null" if optional else "")
@@ -109,7 +114,7 @@ def _opt(default, spec):
 # One model entry of `models:`; `name` defaults to the family (plus the preset when several share a family).
 MODEL_SCHEMA = {
     "name": _opt(None, _string(optional=True)),
-    "family": _opt(REQUIRED, _choice(*FAMILIES)),
+    "family": _opt(REQUIRED, _registered(MODELS)),
     "preset": _opt(None, _string(optional=True)),
     "args": _opt({}, _mapping()),
     # Size the model to this many non-embedding parameters with `lmzoo.models.size_model` (args stay fixed).
@@ -126,7 +131,7 @@ SCHEMA = {
         "seed": _opt(0, _integer()),
     },
     "tokenizer": {
-        "name": _opt("char", _choice("char", "byte", "word", "wordpiece")),
+        "name": _opt("char", _registered(TOKENIZERS)),
         "options": _opt({}, _mapping()),
     },
     "data": {
@@ -163,9 +168,9 @@ SCHEMA = {
         "seeds": _opt([0], _seeds()),
         "steps_per_execution": _opt(10, _integer(minimum=1)),
         "checkpoint_interval": _opt(500, _integer(minimum=1)),
-        "dtype_policy": _opt("float32", _choice("float32", "mixed_bfloat16", "mixed_float16")),
+        "dtype_policy": _opt("float32", _registered(DTYPE_POLICIES)),
         "jit_compile": _opt("auto", _choice("auto", True, False)),  # auto: on for CPU/GPU, off on TPU.
-        "strategy": _opt("auto", _choice("auto", "default", "mirrored", "multi_worker", "tpu")),
+        "strategy": _opt("auto", _registered(STRATEGIES)),
     },
     "evaluation": {
         "interval": _opt(500, _integer(minimum=1)),

@@ -4,6 +4,8 @@ import sys
 import time
 
 
+# Not keras.utils.Progbar: its ETA divides the time of this process by every step since 0, so a resumed run
+# (which starts at its checkpoint's step) shows a wildly short ETA, and it has no tokens/s.
 class ProgressBar:
     """`name [=====>    ] step/total loss 1.234 5,678 tok/s ETA 0:42`, redrawn in place.
 

@@ -14,6 +14,7 @@ import yaml
 
 from lmzoo.errors import LmzooError
 from lmzoo.training.checkpoints import read_json, write_atomic, write_json
+from lmzoo.training.registries import TASKS
 
 # The columns of results.csv, in order; a record's other scalar keys follow them.
 COLUMNS = (
@@ -185,9 +186,9 @@ def _notes(records):
                          for r in records if r.get("gap_to_entropy_rate") is not None)
         notes.append(f"* The corpus's optimum loss (its entropy rate) is {entropy:.4f} nats/char; gap of the "
                      f"validation loss to it: {gaps}.")
-    if any(r.get("objective") == "masked_lm" for r in records):
-        notes.append("* BERT is trained and scored as a masked LM: its loss and accuracy are over masked tokens "
-                     "only and are NOT on the same axis as the causal models' next-token loss.")
+    for objective in dict.fromkeys(r["objective"] for r in records if r.get("objective")):
+        runs = [r for r in records if r.get("objective") == objective]
+        notes.extend(f"* {note}" for note in TASKS.get(objective).report_notes(runs))
     failed = [r for r in records if r.get("status") == "failed"]
     for r in failed:
         notes.append(f"* {r['model']} seed {r['seed']} failed: {r.get('message', '')}")

@@ -1,53 +1,27 @@
-"""One run of a study: one model, one seed, trained on the shared pipeline, evaluated, checkpointed and logged.
+"""How any run is driven: one model, one seed, trained by one trainer, checkpointed, evaluated and logged.
 
-`StudyData` is loaded once per study (corpus, tokenizer, token streams) so that every run sees the same tokens;
-`execute_run` trains one (model, seed) pair, resuming from its last checkpoint, and returns its result record
-(also written to `runs/<run_name>/run.json`).
+What the run trains for (next-token prediction, masked LM, classification, ...) is its `Task`
+(`lmzoo/training/tasks/`); this module never asks which objective it drives. `execute_run` trains one
+(model, seed) pair of a study, resuming from its last checkpoint, and returns its result record (also written to
+`runs/<run_name>/run.json`).
 """
 
 import math
 import shutil
+import sys
 import time
+import traceback
 
 import keras
-import tensorflow as tf
 
-from lmzoo import data as lmdata
-from lmzoo.errors import ConfigError
-from lmzoo.metrics import characters_per_token
-from lmzoo.models import SequenceClassifier, build_model, model_family, size_model
-from lmzoo.models.sizing import preset_config
-from lmzoo.tokenizers import build_tokenizer
-from lmzoo.training import checkpoints, progress, strategy as strategies
+from lmzoo.errors import ConfigError, LmzooError
+from lmzoo.models import model_class
+from lmzoo.training import checkpoints, progress, records, strategy as strategies
+from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, exclude_from_decay
+from lmzoo.training.tasks import TASKS, task_class
 from lmzoo.training.tensorboard import RunLogger
 from lmzoo.training.trainer import Trainer
-
-FINISHED, FAILED, RUNNING = "finished", "failed", "running"
-
-
-class StudyData:
-    """The corpus, tokenizer and token streams of a study, shared by every run.
-
-    Args:
-        study: a resolved study (`load_study`).
-
-    Examples:
-
-        >>> from lmzoo.training import load_study
-        >>> shared = StudyData(load_study("quickstart", overrides=["corpus.size=2000"]))
-        >>> shared.encoded.train.dtype, shared.entropy_rate > 0
-        (dtype('int32'), True)
-    """
-
-    def __init__(self, study):
-        corpus_cfg, tokenizer_cfg = study["corpus"], study["tokenizer"]
-        self.corpus = lmdata.load_corpus(
-            corpus_cfg["source"], data_dir=corpus_cfg["data_dir"], size=corpus_cfg["size"], seed=corpus_cfg["seed"]
-        )
-        self.tokenizer = build_tokenizer(tokenizer_cfg["name"], self.corpus.train, **tokenizer_cfg["options"])
-        self.encoded = lmdata.encode_corpus(self.corpus, self.tokenizer)
-        self.entropy_rate = self.corpus.metadata.get("entropy_rate_nats_per_char")
 
 
 def run_name(model_entry, seed):
@@ -58,21 +32,6 @@ def run_name(model_entry, seed):
 def seed_everything(seed):
     """Seed Python, NumPy and Keras (whose generator initialises weights): this function's whole job."""
     keras.utils.set_random_seed(seed)
-
-
-def build_run_model(entry, vocab_size, policy):
-    """Build the model of a study entry: preset, then `target_non_embedding_params` sizing, then `args`."""
-    args = dict(entry["args"])
-    if entry["target_non_embedding_params"]:
-        fixed = {**(_preset_args(entry) or {}), **args}
-        args = size_model(entry["family"], entry["target_non_embedding_params"], vocab_size=vocab_size, **fixed)
-        args.pop("vocab_size", None)
-        return build_model(entry["family"], vocab_size=vocab_size, dtype=policy, **args)
-    return build_model(entry["family"], preset=entry["preset"], vocab_size=vocab_size, dtype=policy, **args)
-
-
-def _preset_args(entry):
-    return preset_config(model_family(entry["family"]), entry["preset"]) if entry["preset"] else None
 
 
 def planned_steps(budget, tokens_per_step, flops_per_step):
@@ -95,14 +54,29 @@ def planned_steps(budget, tokens_per_step, flops_per_step):
     return max(1, min(limits))
 
 
+def build_trainer(model, study, *, strategy, total_steps, jit_compile, optimizer=None):
+    """The study's optimizer on its schedule over `total_steps`, and the `Trainer` that applies it.
+
+    Call inside `strategy.scope()`. `optimizer` overrides keys of the study's `optimizer` section (fine-tuning
+    uses its own learning rate).
+    """
+    optimizer_cfg = {**study["optimizer"], **(optimizer or {})}
+    train_cfg = study["train"]
+    keras_optimizer = build_optimizer(optimizer_cfg, study["schedule"], total_steps=total_steps,
+                                      dtype_policy=train_cfg["dtype_policy"])
+    exclude_from_decay(keras_optimizer, model.trainable_variables)
+    return Trainer(model, keras_optimizer, strategy=strategy, clipnorm=optimizer_cfg["clipnorm"],
+                   jit_compile=jit_compile, steps_per_execution=train_cfg["steps_per_execution"])
+
+
 class Run:
-    """Everything one run needs: model, optimizer, trainer, pipelines, checkpoints, logs.
+    """Everything one run needs: its task, model, trainer, checkpoint and logs.
 
     Args:
         study: the resolved study.
         entry: the model entry of `study["models"]`.
         seed: the run's seed (model initialisation and data order).
-        shared: the study's `StudyData`.
+        shared: the study's shared data (`lmzoo.training.tasks.StudyData`).
         strategy: the `tf.distribute.Strategy` every run of the study uses.
         study_dir: `OUT/STUDY_NAME`.
 
@@ -114,126 +88,44 @@ class Run:
     """
 
     def __init__(self, study, entry, seed, shared, strategy, study_dir):
-        self.study, self.entry, self.seed, self.shared, self.strategy = study, entry, seed, shared, strategy
+        self.study, self.entry, self.seed, self.strategy = study, entry, seed, strategy
         self.name = run_name(entry, seed)
         self.run_dir = study_dir / "runs" / self.name
         self.chief = strategies.is_chief(strategy)
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(study_dir / "logs" / self.name, enabled=self.chief)
-        self.data_cfg, self.train_cfg, self.eval_cfg = study["data"], study["train"], study["evaluation"]
-        self.sequence_length, self.batch_size = self.data_cfg["sequence_length"], self.data_cfg["batch_size"]
-        _check_batch(self.batch_size, strategy.num_replicas_in_sync)
-        self.policy = strategies.dtype_policy(self.train_cfg["dtype_policy"])
-        self.xla = strategies.use_xla(self.train_cfg["jit_compile"], strategy)
+        self.task = task_class(model_class(entry["family"]))(study, shared, seed)
+        _check_batch(self.task.batch_size, strategy.num_replicas_in_sync)
+        self.policy = strategies.dtype_policy(study["train"]["dtype_policy"])
         seed_everything(seed)
         with strategy.scope():
-            self.model = build_run_model(entry, shared.tokenizer.vocab_size, self.policy)
-            self.masked = self.model.family == "bert"
+            self.model = self.task.build_model(entry, self.policy)
             # keras' fused cuDNN LSTM/GRU kernels (GPUs) are not XLA ops: such a run keeps its fused kernel and
             # runs without XLA, and its results say so (`jit_compile` is recorded with every result).
-            self.xla = self.xla and self.model.supports_xla
-            tokens_per_step = self.batch_size * self.sequence_length
-            self.flops_per_token = float(self.model.flops_per_token(self.sequence_length))
+            self.xla = strategies.use_xla(study["train"]["jit_compile"], strategy) and self.model.supports_xla
+            tokens_per_step = self.task.tokens_per_step()
+            self.flops_per_token = self.task.flops_per_token(self.model)
             self.total_steps = planned_steps(study["budget"], tokens_per_step, self.flops_per_token * tokens_per_step)
-            self.optimizer = build_optimizer(
-                study["optimizer"], study["schedule"], total_steps=self.total_steps,
-                dtype_policy=self.train_cfg["dtype_policy"],
-            )
-            exclude_from_decay(self.optimizer, self.model.trainable_variables)
-            self.trainer = Trainer(
-                self.model, self.optimizer, strategy=strategy, clipnorm=study["optimizer"]["clipnorm"],
-                jit_compile=self.xla, steps_per_execution=self.train_cfg["steps_per_execution"],
-            )
+            self.trainer = build_trainer(self.model, study, strategy=strategy, total_steps=self.total_steps,
+                                         jit_compile=self.xla)
             self.checkpoint = _checkpoint_for(self, strategy)
-
-    # --- pipelines ------------------------------------------------------------------------------------------
-
-    def train_dataset(self, start_step, input_context=None):
-        """The run's batches from `start_step` on (a deterministic skip makes resuming exact).
-
-        Global batches, or with `input_context` this worker's per-replica batches (`data.distribute: function`).
-        """
-        tokens = self.shared.encoded.train
-        common = dict(sequence_length=self.sequence_length, batch_size=self.batch_size, seed=self.seed,
-                      input_context=input_context)
-        if self.masked:
-            dataset = lmdata.masked_lm_dataset(tokens, self.shared.tokenizer, mask_rate=self.data_cfg["mask_rate"],
-                                               **common)
-        else:
-            dataset = lmdata.causal_lm_dataset(tokens, **common)
-        return dataset.skip(start_step)
 
     def train_iterator(self, start_step):
         """An iterator over the distributed training batches, from `start_step` on."""
-        if self.data_cfg["distribute"] == "function":
-            return iter(self.trainer.distribute_from_function(lambda ctx: self.train_dataset(start_step, ctx)))
-        return self.trainer.iterator(self.train_dataset(start_step))
-
-    def eval_dataset(self, split):
-        """Every target of `split` once (causal), or a fixed masking of it (masked LM), in global batches."""
-        tokens = self.shared.encoded.split(split)
-        batch_size = self.eval_cfg["batch_size"] or self.batch_size
-        if self.masked:
-            return lmdata.masked_lm_dataset(
-                tokens, self.shared.tokenizer, sequence_length=self.sequence_length, batch_size=batch_size,
-                mask_rate=self.data_cfg["mask_rate"], seed=0, shuffle=False, repeat=False,
-            )
-        return lmdata.causal_lm_eval_dataset(tokens, sequence_length=self.sequence_length, batch_size=batch_size)
-
-    # --- metrics --------------------------------------------------------------------------------------------
+        if self.study["data"]["distribute"] == "function":
+            return iter(self.trainer.distribute_from_function(lambda ctx: self.task.train_dataset(start_step, ctx)))
+        return self.trainer.iterator(self.task.train_dataset(start_step))
 
     def evaluate(self, split, max_batches=None):
-        """`{loss, perplexity, bits_per_char, accuracy}` of `split` (bits per char only for causal models)."""
-        if len(self.shared.encoded.split(split)) < 2:
+        """The task's metrics of `split` (`{}` when the split is empty)."""
+        if not self.task.has_split(split):
             return {}
-        result = self.trainer.evaluate(self.eval_dataset(split), max_batches=max_batches)
-        loss = result["loss"]
-        metrics = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "accuracy": result["accuracy"]}
-        # Bits per character compare models on the causal axis only: a masked-LM loss is not a code length.
-        # (With `evaluation.max_batches` the loss is over the first batches, scaled by the split's ratio.)
-        metrics["bits_per_char"] = None if self.masked else (
-            loss / (math.log(2) * characters_per_token(self.shared.encoded, split)))
-        return metrics
+        return self.task.metrics(split, self.trainer.evaluate(self.task.eval_dataset(split), max_batches=max_batches))
 
     def sample(self):
-        """A generated continuation of the study's prompt (causal models), for TensorBoard."""
-        if self.masked or not self.eval_cfg["sample_length"] or not self.chief:
-            return None
-        prompt = self.eval_cfg["sample_prompt"] or self.shared.corpus.valid[:16] or "\n"
-        prompt_length = len(self.shared.tokenizer.encode(prompt))
-        max_length = min(prompt_length + self.eval_cfg["sample_length"], self.model_max_length())
-        return self.model.generate_text(self.shared.tokenizer, prompt, max_length, sampler="top_k", seed=self.seed)
-
-    def model_max_length(self):
-        return getattr(self.model, "max_sequence_length", None) or 1 << 20
-
-    def hparams(self):
-        """The run's hyperparameters for the HParams dashboard and the results' fairness columns."""
-        config = self.model.get_config()
-        return {
-            "model": self.entry["name"],
-            "family": self.entry["family"],
-            "seed": self.seed,
-            "preset": self.entry["preset"] or "",
-            "hidden_dim": config.get("hidden_dim"),
-            "num_layers": config.get("num_layers"),
-            "params": self.model.num_parameters(),
-            "non_embedding_params": self.model.num_non_embedding_parameters(),
-            "tokenizer": self.study["tokenizer"]["name"],
-            "vocab_size": self.shared.tokenizer.vocab_size,
-            "sequence_length": self.sequence_length,
-            "global_batch": self.batch_size,
-            "learning_rate": self.study["optimizer"]["learning_rate"],
-            "train_steps": self.total_steps,
-            "dtype_policy": self.train_cfg["dtype_policy"],
-            "jit_compile": self.xla,
-            "fused_kernel": bool(getattr(self.model, "uses_fused_kernel", True)),
-            "strategy": strategies.strategy_name(self.strategy),
-            "replicas": self.strategy.num_replicas_in_sync,
-            "rnn_state": self.data_cfg["rnn_state"] if self.model.family == "rnn" else "",
-            "objective": "masked_lm" if self.masked else "causal_lm",
-        }
+        """A generated text for TensorBoard (chief only; None when the task does not generate)."""
+        return self.task.sample(self.model) if self.chief else None
 
 
 def _check_batch(batch_size, replicas):
@@ -250,7 +142,7 @@ def _checkpoint_for(run, strategy):
     if not run.chief:
         worker = strategy.cluster_resolver.task_id
         directory = run.run_dir.parent.parent / ".worker_checkpoints" / f"{run.name}-{worker}"
-    return checkpoints.RunCheckpoint(directory, run.model, run.optimizer)
+    return checkpoints.RunCheckpoint(directory, run.model, run.trainer.optimizer)
 
 
 def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False, show_progress=True):
@@ -260,7 +152,7 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
         study: the resolved study.
         entry: one entry of `study["models"]`.
         seed: the run's seed.
-        shared: the study's `StudyData`.
+        shared: the study's shared data (`lmzoo.training.tasks.StudyData`).
         strategy: the study's `tf.distribute.Strategy`.
         study_dir: `OUT/STUDY_NAME` (a `pathlib.Path`).
         force: rerun a finished run from scratch.
@@ -284,8 +176,28 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
     if force:
         _clear_run(run_json.parent, study_dir / "logs" / run_name(entry, seed))
         previous = {}
-    run = Run(study, entry, seed, shared, strategy, study_dir)
-    return _train(run, previous, show_progress)
+    try:
+        run = Run(study, entry, seed, shared, strategy, study_dir)
+        return _train(run, previous, show_progress)
+    except LmzooError:
+        raise
+    except Exception as error:  # A device error or out-of-memory fails this run only; the study goes on.
+        if not strategies.is_chief(strategy):
+            raise
+        return _crash(study_dir, entry, seed, previous, error)
+
+
+def _crash(study_dir, entry, seed, previous, error):
+    run_dir = study_dir / "runs" / run_name(entry, seed)
+    log = run_dir / "error.log"
+    checkpoints.write_atomic(log, traceback.format_exc())
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    record = {**previous, "model": entry["name"], "family": entry["family"], "seed": seed, "status": FAILED,
+              "message": f"{type(error).__name__}: {first_line} (traceback in {log}); run the study again to "
+                         f"resume from the last checkpoint."}
+    checkpoints.write_json(run_dir / "run.json", record)
+    print(records.summary_line(record), file=sys.stderr)
+    return record
 
 
 def _clear_run(*directories):
@@ -296,17 +208,18 @@ def _clear_run(*directories):
 
 def _train(run, previous, show_progress):
     start = run.checkpoint.restore()
-    state = _resume_state(previous, start)
-    record = {**run.hparams(), "status": RUNNING, "message": "", "history": state["history"]}
+    state = records.resume_state(previous, start)
+    record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": state["history"]}
     if start == 0:
-        run.logger.hparams(record_hparams(record), run.name)
-        run.logger.graph(run.model, tf.zeros((1, run.sequence_length), tf.int32))
+        run.logger.hparams(records.record_hparams(record), run.name)
+        run.logger.graph(run.model, run.task.example_input())
     iterator = run.train_iterator(start)
     bar = progress.ProgressBar(run.name, run.total_steps, start=start, enabled=show_progress and run.chief)
     step, seconds = start, state["train_seconds"]
     steady_tokens, steady_seconds, first_chunk = 0, 0.0, True
-    tokens_per_step = run.batch_size * run.sequence_length
+    tokens_per_step = run.task.tokens_per_step()
     budget_seconds = run.study["budget"]["seconds"]
+    train_cfg, eval_cfg = run.study["train"], run.study["evaluation"]
     while step < run.total_steps:
         chunk = _next_chunk(run, step)
         began = time.perf_counter()
@@ -319,12 +232,13 @@ def _train(run, previous, show_progress):
         speed = steady_tokens / steady_seconds if steady_seconds else chunk * tokens_per_step / elapsed
         if not math.isfinite(result["loss"]):
             return _fail(run, record, step, seconds, bar, result["loss"])
-        run.logger.scalars("train", _train_scalars(run, result, speed), step)
+        scalars = records.train_scalars(result, run.trainer.current_learning_rate(), speed)
+        run.logger.scalars("train", scalars, step)
         bar.update(step, loss=result["loss"], speed=speed)
         record.update(train_steps=step, train_seconds=seconds, tokens_per_second=speed)
-        if step % run.eval_cfg["interval"] == 0 or step == run.total_steps:
+        if step % eval_cfg["interval"] == 0 or step == run.total_steps:
             _evaluate(run, record, step, seconds, result["loss"])
-        if step % run.train_cfg["checkpoint_interval"] == 0 and step < run.total_steps:
+        if step % train_cfg["checkpoint_interval"] == 0 and step < run.total_steps:
             run.checkpoint.save(step)
             record["resume_point"] = {"step": step, "train_seconds": seconds}
             _write_record(run, record)
@@ -334,39 +248,17 @@ def _train(run, previous, show_progress):
     return _finish(run, record, step, seconds, bar)
 
 
-def _resume_state(previous, start):
-    # Keep what an uninterrupted run would have recorded up to the restored checkpoint, drop the rest.
-    point = previous.get("resume_point") or {}
-    if start == 0 or point.get("step") != start:
-        return {"history": [], "train_seconds": 0.0}
-    history = [h for h in previous.get("history", []) if h["step"] <= start]
-    return {"history": history, "train_seconds": point["train_seconds"]}
-
-
 def _next_chunk(run, step):
+    train_cfg = run.study["train"]
     boundaries = [run.total_steps]
-    for interval in (run.eval_cfg["interval"], run.train_cfg["checkpoint_interval"]):
+    for interval in (run.study["evaluation"]["interval"], train_cfg["checkpoint_interval"]):
         boundaries.append((step // interval + 1) * interval)
-    return min(min(boundaries) - step, run.train_cfg["steps_per_execution"])
-
-
-def _train_scalars(run, result, speed):
-    loss = result["loss"]
-    return {
-        "loss": loss,
-        "perplexity": math.exp(min(loss, 700.0)),
-        "learning_rate": run.trainer.current_learning_rate(),
-        "gradient_norm": result["gradient_norm"],
-        "tokens_per_second": speed,
-        "accuracy": result["accuracy"],
-    }
+    return min(min(boundaries) - step, train_cfg["steps_per_execution"])
 
 
 def _evaluate(run, record, step, seconds, train_loss):
-    metrics = run.evaluate("valid", max_batches=run.eval_cfg["max_batches"])
-    tokens = step * run.batch_size * run.sequence_length
-    point = {"step": step, "tokens": tokens, "flops": tokens * run.flops_per_token, "seconds": seconds,
-             "train_loss": train_loss, **{f"valid_{k}": v for k, v in metrics.items()}}
+    metrics = run.evaluate("valid", max_batches=run.study["evaluation"]["max_batches"])
+    point = records.history_point(run, step, seconds, train_loss, metrics)
     record["history"].append(point)
     run.logger.scalars("validation", metrics, step)
     sample = run.sample()
@@ -383,55 +275,25 @@ def _fail(run, record, step, seconds, bar, loss):
     )
     record.update(status=FAILED, message=message, train_steps=step, train_seconds=seconds)
     bar.close(f"{run.name}: FAILED, {message}")
-    _write_record(run, _with_results(run, record, {}))
+    _write_record(run, records.with_results(run, record, {}))
     run.logger.close()
     return record
 
 
 def _finish(run, record, step, seconds, bar):
-    valid = _last_validation(record, step) or run.evaluate("valid", max_batches=run.eval_cfg["max_batches"])
-    test = run.evaluate("test") if run.eval_cfg["test"] else {}
+    valid = records.last_validation(record, step) or run.evaluate("valid", run.study["evaluation"]["max_batches"])
+    test = run.evaluate("test") if run.study["evaluation"]["test"] else {}
     record.update(status=FINISHED, train_steps=step, train_seconds=seconds)
-    record = _with_results(run, record, valid, test)
+    record = records.with_results(run, record, valid, test)
     run.logger.scalars("validation", {"final_" + k: v for k, v in valid.items()}, step)
     if run.chief:
         run.model.save(run.run_dir / "model.keras")
-        run.shared.tokenizer.save(run.run_dir / "tokenizer")
-    finetune = run.study["finetune"]
-    if finetune["source"]:
-        record.update(finetune_run(run, finetune))
+        run.task.data.tokenizer.save(run.run_dir / "tokenizer")
+    if run.study["finetune"]["source"]:
+        record.update(finetune(run))
     _write_record(run, record)
     run.logger.close()
-    bar.close(summary_line(record))
-    return record
-
-
-def _last_validation(record, step):
-    # The evaluation at the last step (there is one unless budget.seconds stopped the run early).
-    history = record["history"]
-    if not history or history[-1]["step"] != step:
-        return None
-    return {k[len("valid_"):]: v for k, v in history[-1].items() if k.startswith("valid_")}
-
-
-def _with_results(run, record, valid, test=None):
-    steps = record.get("train_steps", 0)
-    tokens = steps * run.batch_size * run.sequence_length
-    peak, peak_source = strategies.device_peak_flops(run.strategy, run.policy.compute_dtype)
-    speed = record.get("tokens_per_second") or 0.0
-    record.update(
-        train_tokens=tokens,
-        train_flops=tokens * run.flops_per_token,
-        flops_per_token=run.flops_per_token,
-        mfu=run.flops_per_token * speed / peak,
-        device_peak_flops=peak,
-        device=peak_source,
-        entropy_rate=run.shared.entropy_rate,
-        **{f"valid_{k}": v for k, v in valid.items()},
-        **{f"test_{k}": v for k, v in (test or {}).items()},
-    )
-    if run.shared.entropy_rate is not None and "loss" in valid and not run.masked:
-        record["gap_to_entropy_rate"] = valid["loss"] - run.shared.entropy_rate
+    bar.close(records.summary_line(record))
     return record
 
 
@@ -440,46 +302,16 @@ def _write_record(run, record):
         checkpoints.write_json(run.run_dir / "run.json", record)
 
 
-def summary_line(record):
-    """The one-line summary printed when a run ends."""
-    parts = [f"{record['model']} seed {record['seed']}: {record['status']}", f"{record.get('train_steps', 0)} steps"]
-    for key, fmt in (("valid_loss", "valid loss {:.4f}"), ("valid_bits_per_char", "{:.3f} bpc"),
-                     ("valid_accuracy", "acc {:.3f}"), ("tokens_per_second", "{:,.0f} tok/s"),
-                     ("train_seconds", "{:.1f} s"), ("mfu", "MFU {:.2%}")):
-        if record.get(key) is not None:
-            parts.append(fmt.format(record[key]))
-    return ", ".join(parts)
-
-
-def record_hparams(record):
-    """The subset of a record shown as hyperparameters in TensorBoard's HParams dashboard."""
-    keys = ("model", "family", "seed", "preset", "hidden_dim", "num_layers", "params", "non_embedding_params",
-            "tokenizer", "sequence_length", "global_batch", "learning_rate", "train_steps", "dtype_policy",
-            "jit_compile", "fused_kernel", "strategy", "replicas", "objective")
-    return {k: record.get(k) for k in keys}
-
-
-# --- fine-tuning ----------------------------------------------------------------------------------------------
-
-
-def finetune_run(run, finetune):
-    """Fine-tune the pretrained backbone as a `SequenceClassifier`; returns `finetune_*` metrics."""
-    tokenizer, length = run.shared.tokenizer, run.sequence_length
-    common = dict(sequence_length=length, batch_size=finetune["batch_size"])
+def finetune(run):
+    """The study's fine-tuning phase: the trained model as a `SequenceClassifier`; returns `finetune_*` metrics."""
+    settings = run.study["finetune"]
+    task = TASKS.get("classification")(run.study, run.task.data, run.seed, backbone=run.model)
     seed_everything(run.seed)
     with run.strategy.scope():
-        classifier = SequenceClassifier(run.model, num_classes=finetune["num_classes"])
-        optimizer = build_optimizer(
-            {**run.study["optimizer"], "learning_rate": finetune["learning_rate"]}, run.study["schedule"],
-            total_steps=finetune["steps"],
-        )
-        trainer = Trainer(classifier, optimizer, strategy=run.strategy, clipnorm=run.study["optimizer"]["clipnorm"],
-                          jit_compile=run.xla, steps_per_execution=run.train_cfg["steps_per_execution"])
-    train = lmdata.classification_dataset(finetune["source"], tokenizer, seed=run.seed, **common)
-    result = trainer.train(trainer.iterator(train), finetune["steps"])
-    valid = lmdata.classification_dataset(finetune["source"], tokenizer, split="valid", shuffle=False, repeat=False,
-                                          **common)
-    metrics = trainer.evaluate(valid)
-    return {"finetune_train_loss": result["loss"], "finetune_valid_loss": metrics["loss"],
-            "finetune_valid_accuracy": metrics["accuracy"], "finetune_steps": finetune["steps"]}
-
+        classifier = task.build_model(run.entry, run.policy)
+        trainer = build_trainer(classifier, run.study, strategy=run.strategy, total_steps=settings["steps"],
+                                jit_compile=run.xla, optimizer={"learning_rate": settings["learning_rate"]})
+    result = trainer.train(trainer.iterator(task.train_dataset(0)), settings["steps"])
+    valid = task.metrics("valid", trainer.evaluate(task.eval_dataset("valid")))
+    return {"finetune_train_loss": result["loss"], "finetune_valid_loss": valid["loss"],
+            "finetune_valid_accuracy": valid["accuracy"], "finetune_steps": settings["steps"]}

@@ -83,19 +83,24 @@ def train(study=DEFAULT_STUDY, *, model, seed=None, out_dir=None, max_steps=None
 
 
 def _run_study(study, entries, seeds, out_dir, force, show_progress, tf_strategy):
-    # TensorFlow is imported here, after the study is checked: a config error never waits for it.
+    # TensorFlow is imported here, after the study's schema is checked: a config error never waits for it.
     from lmzoo.training import reports
-    from lmzoo.training.run import StudyData, execute_run, record_hparams
+    from lmzoo.training.records import record_hparams
+    from lmzoo.training.run import execute_run
     from lmzoo.training.strategy import is_chief, select_strategy
+    from lmzoo.training.tasks import StudyData
     from lmzoo.training.tensorboard import write_hparams_config
+    from lmzoo.training.validation import validate_study
 
+    # Everything that can be checked is checked before anything is written or trained.
+    validate_study(study)
     strategy = tf_strategy or select_strategy(study["train"]["strategy"])
+    shared = StudyData(study)
     study_dir = study_directory(study, out_dir)
     chief = is_chief(strategy)
     if chief:
         study_dir.mkdir(parents=True, exist_ok=True)
         save_study(study, study_dir / "study.yaml")
-    shared = StudyData(study)
     records = []
     for entry in entries:
         for seed in seeds:
@@ -109,13 +114,13 @@ def _run_study(study, entries, seeds, out_dir, force, show_progress, tf_strategy
     return records
 
 
-def generate(run_dir, prompt, *, max_length=100, sampler=None, temperature=None, top_k=None, top_p=None, seed=None):
+def generate(run_dir, prompt, *, max_new_tokens=100, sampler=None, temperature=None, top_k=None, top_p=None, seed=None):
     """Continue `prompt` with the final model of a run directory.
 
     Args:
         run_dir: `STUDY_DIR/runs/<run_name>` (holding `model.keras` and `tokenizer/`).
         prompt: the text to continue.
-        max_length: the number of new tokens to generate.
+        max_new_tokens: the number of tokens to generate (the model's `generate` takes the total length).
         sampler, temperature, top_k, top_p, seed: passed to `model.generate_text` when given.
 
     Returns:
@@ -123,11 +128,9 @@ def generate(run_dir, prompt, *, max_length=100, sampler=None, temperature=None,
 
     Examples:
 
-        >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_length=40))  # doctest: +SKIP
+        >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_new_tokens=40))  # doctest: +SKIP
     """
-    import keras
-
-    import lmzoo.models  # noqa: F401  (registers the model classes for deserialization)
+    from lmzoo.models import load_model
     from lmzoo.tokenizers import load_tokenizer
 
     run_dir = pathlib.Path(run_dir)
@@ -137,13 +140,13 @@ def generate(run_dir, prompt, *, max_length=100, sampler=None, temperature=None,
             f"No final model in {str(run_dir)!r} (run status: {status}): pass a finished run directory, "
             f"STUDY_DIR/runs/<run_name>, or finish the run with `lmzoo compare` first."
         )
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras")
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     if not getattr(model, "is_causal", False):
         raise LmzooError(f"The model in {str(run_dir)!r} is not a causal language model and cannot generate text.")
     prompt_length = len(tokenizer.encode(prompt))
     limit = getattr(model, "max_sequence_length", None)
-    total = prompt_length + max_length if limit is None else min(prompt_length + max_length, limit)
+    total = prompt_length + max_new_tokens if limit is None else min(prompt_length + max_new_tokens, limit)
     options = {k: v for k, v in dict(sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p,
                                      seed=seed).items() if v is not None}
     return model.generate_text(tokenizer, prompt, total, **options)

@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 
 
+# Not keras' `CosineDecay(warmup_target=...)`: it warms up from step 0, so its first update has learning rate 0,
+# and it has no linear decay; lmzoo's first update uses `peak / warmup_steps`, as nanoGPT's does.
 @keras.saving.register_keras_serializable(package="lmzoo")
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `peak`, then cosine or linear decay to `peak * final_ratio` at `total_steps`.
@@ -19,12 +21,12 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Examples:
 
-        >>> schedule = WarmupDecay(1e-3, warmup_steps=10, total_steps=100)
+        >>> schedule = WarmupDecay(1e-3, warmup_steps=10, total_steps=100, decay="cosine", final_ratio=0.1)
         >>> round(float(schedule(9)), 6), round(float(schedule(100)), 6)
         (0.001, 0.0001)
     """
 
-    def __init__(self, peak, warmup_steps, total_steps, decay="cosine", final_ratio=0.1):
+    def __init__(self, peak, warmup_steps, total_steps, *, decay, final_ratio):
         self.peak = peak
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps

@@ -12,9 +12,7 @@ import keras
 import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
-
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
-DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+from lmzoo.training.registries import DTYPE_POLICIES, STRATEGIES
 
 # Dense peak FLOP/s per device for the compute dtype (bf16/fp16 tensor cores; fp32 where no such units).
 # Sources: the vendors' data sheets (dense, no sparsity).
@@ -37,13 +35,14 @@ CPU_FALLBACK_GHZ = 2.5  # When /proc/cpuinfo gives no clock (macOS, some contain
 
 
 def select_strategy(name="auto", *, tpu=None):
-    """Build the `tf.distribute` strategy named `name`.
+    """Build the `tf.distribute` strategy named `name` (one of `STRATEGIES.names()`).
 
     Args:
         name: `"auto"` (a TPU if present, else mirrored over all GPUs, else the default strategy on the CPU),
             `"default"` (one device), `"mirrored"` (every GPU, else every logical CPU device),
-            `"multi_worker"` (`MultiWorkerMirroredStrategy`; the cluster comes from `TF_CONFIG`) or `"tpu"`.
-        tpu: the TPU name or address for `TPUClusterResolver` (None: `TPU_NAME`, or the local TPU VM).
+            `"multi_worker"` (`MultiWorkerMirroredStrategy`; the cluster comes from `TF_CONFIG`) or `"tpu"`
+            (the TPU named by `TPU_NAME`, or the local TPU VM).
+        tpu: the TPU name or address for `"tpu"` and `"auto"` (None: `TPU_NAME`, or the local TPU VM).
 
     Returns:
         A `tf.distribute.Strategy`. Create it before any other TensorFlow work in the process: multi-worker
@@ -55,24 +54,23 @@ def select_strategy(name="auto", *, tpu=None):
         1
     """
     if name not in STRATEGIES:
-        raise ConfigError(f"train.strategy = {name!r} is not allowed: expected one of {', '.join(STRATEGIES)}.")
-    if name == "auto":
-        name = _auto_strategy_name()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return _mirrored_strategy()
-    if name == "multi_worker":
-        return _multi_worker_strategy()
-    return tpu_strategy(tpu)
+        raise ConfigError(f"train.strategy = {name!r}: {STRATEGIES.unknown_message(name)}")
+    builder = STRATEGIES.get(name)
+    return builder(tpu=tpu) if tpu is not None else builder()
 
 
-def _auto_strategy_name():
-    if _tpu_present():
-        return "tpu"
+def auto_strategy(tpu=None):
+    """A TPU if present, else mirrored over every GPU when there are several, else the default strategy."""
+    if tpu is not None or _tpu_present():
+        return tpu_strategy(tpu)
     if len(tf.config.list_physical_devices("GPU")) > 1:
-        return "mirrored"
-    return "default"
+        return mirrored_strategy()
+    return default_strategy()
+
+
+def default_strategy():
+    """The default strategy: one device, no replication."""
+    return tf.distribute.get_strategy()
 
 
 def _tpu_present():
@@ -80,13 +78,15 @@ def _tpu_present():
     return bool(os.environ.get("TPU_NAME")) or bool(tf.config.list_physical_devices("TPU"))
 
 
-def _mirrored_strategy():
+def mirrored_strategy():
+    """`MirroredStrategy` over every GPU, else over every logical CPU device (tests, CPU-only machines)."""
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=devices)
 
 
-def _multi_worker_strategy():
+def multi_worker_strategy():
+    """`MultiWorkerMirroredStrategy` over the cluster `TF_CONFIG` describes."""
     config = os.environ.get("TF_CONFIG")
     if not config:
         raise LmzooError(
@@ -145,9 +145,7 @@ def dtype_policy(name):
         'bfloat16'
     """
     if name not in DTYPE_POLICIES:
-        raise ConfigError(
-            f"train.dtype_policy = {name!r} is not allowed: expected one of {', '.join(DTYPE_POLICIES)}."
-        )
+        raise ConfigError(f"train.dtype_policy = {name!r}: {DTYPE_POLICIES.unknown_message(name)}")
     return keras.DTypePolicy(name)
 
 

@@ -12,6 +12,7 @@ PerReplica value), so lmzoo never uses it. Instead, each step runs under `strate
   models: the Python overhead is paid once per call, not once per step.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -41,10 +42,8 @@ def weighted_cross_entropy(y, logits, weight):
 
 def split_batch(batch):
     """`(x, y)` or `(x, y, w)` -> `(x, y, w)` with `w` all ones when the pipeline gives none."""
-    if len(batch) == 3:
-        return batch
-    x, y = batch
-    return x, y, tf.ones(tf.shape(y), tf.float32)
+    x, y, w = keras.utils.unpack_x_y_sample_weight(tuple(batch))
+    return x, y, tf.ones(tf.shape(y), tf.float32) if w is None else w
 
 
 class Trainer:
@@ -56,7 +55,8 @@ class Trainer:
         model: a Keras model mapping `x` `(B, T)` to float32 logits `(B, T, V)` (or `(B, C)`).
         optimizer: a Keras optimizer (possibly a `LossScaleOptimizer`), built under the same strategy.
         strategy: the `tf.distribute.Strategy` (default: the current one).
-        clipnorm: clip the global gradient norm to this value; None turns clipping off.
+        clipnorm: clip the global gradient norm to this value; None (keras' default) does not clip. Studies
+            clip by `optimizer.clipnorm`.
         jit_compile: compile the per-replica step with XLA.
         steps_per_execution: the number of steps run by one call of the compiled loop.
 
@@ -72,7 +72,7 @@ class Trainer:
         4
     """
 
-    def __init__(self, model, optimizer, *, strategy=None, clipnorm=1.0, jit_compile=False, steps_per_execution=1):
+    def __init__(self, model, optimizer, *, strategy=None, clipnorm=None, jit_compile=False, steps_per_execution=1):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()

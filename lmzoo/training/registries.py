@@ -1,0 +1,36 @@
+"""The runner's registries: training objectives (tasks), `tf.distribute` strategies and dtype policies.
+
+Each name maps to where its implementation lives, imported on first use: this module imports no TensorFlow, so
+the study schema, the command line and their errors read the known names from here in milliseconds. Adding an
+objective is its own file under `lmzoo/training/tasks/` and one line below.
+
+Examples:
+
+    >>> from lmzoo.training.registries import STRATEGIES, TASKS
+    >>> STRATEGIES.names()
+    ['auto', 'default', 'mirrored', 'multi_worker', 'tpu']
+    >>> TASKS.names()
+    ['causal_lm', 'classification', 'masked_lm']
+"""
+
+from lmzoo.registry import Registry
+
+# objective -> Task class. A language model's `objective` attribute picks its task.
+TASKS = Registry("task")
+TASKS.register("causal_lm", "lmzoo.training.tasks.causal_lm:CausalLMTask")
+TASKS.register("masked_lm", "lmzoo.training.tasks.masked_lm:MaskedLMTask")
+TASKS.register("classification", "lmzoo.training.tasks.classification:ClassificationTask")
+
+# `train.strategy` -> a function building the strategy.
+STRATEGIES = Registry("strategy")
+STRATEGIES.register("auto", "lmzoo.training.strategy:auto_strategy")
+STRATEGIES.register("default", "lmzoo.training.strategy:default_strategy")
+STRATEGIES.register("mirrored", "lmzoo.training.strategy:mirrored_strategy")
+STRATEGIES.register("multi_worker", "lmzoo.training.strategy:multi_worker_strategy")
+STRATEGIES.register("tpu", "lmzoo.training.strategy:tpu_strategy")
+
+# `train.dtype_policy` -> the compute dtype it gives (variables stay float32 under the mixed policies).
+DTYPE_POLICIES = Registry("dtype policy")
+DTYPE_POLICIES.register("float32", "float32")
+DTYPE_POLICIES.register("mixed_bfloat16", "bfloat16")
+DTYPE_POLICIES.register("mixed_float16", "float16")

@@ -93,13 +93,6 @@ def test_pretrain_then_finetune_every_family_the_same_way(tmp_path):
     assert "Fine-tuned valid accuracy" in (tmp_path / "ft" / "report.md").read_text()
 
 
-def test_carried_rnn_state_is_rejected_clearly(tmp_path):
-    study = {"name": "carry", "corpus": {"source": "synthetic:markov", "size": 5000},
-             "data": {"rnn_state": "carry"}, "models": [{"family": "lstm", "preset": "tiny"}], "budget": {"steps": 1}}
-    with pytest.raises(ConfigError, match="data.rnn_state = 'carry'"):
-        compare(study, out_dir=tmp_path, show_progress=False)
-
-
 def test_a_seconds_budget_stops_the_run_early_and_says_so(tmp_path):
     study = {"name": "clock", "corpus": {"source": "synthetic:markov", "size": 5000},
              "data": {"sequence_length": 16, "batch_size": 4},

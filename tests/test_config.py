@@ -46,7 +46,7 @@ def test_unknown_key_in_a_model_entry():
 
 @pytest.mark.parametrize("section, key, value, pattern", [
     ("data", "batch_size", 0, r"data.batch_size = 0 .*integer >= 1"),
-    ("schedule", "decay", "exp", r"schedule.decay = 'exp' .*'cosine', 'linear', 'constant'"),
+    ("schedule", "decay", "exp", r"schedule.decay = 'exp' .*'constant', 'cosine', 'linear', 'plateau', 'step'"),
     ("train", "dtype_policy", "float16", r"train.dtype_policy = 'float16'"),
     ("train", "seeds", [1, 1], r"train.seeds .*distinct"),
     ("data", "rnn_state", "keep", r"data.rnn_state = 'keep' .*'reset', 'carry'"),

@@ -31,16 +31,16 @@ strategy = select_strategy(mode)
 import keras
 import numpy as np
 from lmzoo.models import build_model
-from lmzoo.training.schedules import build_optimizer
+from lmzoo.training.schedules import build_optimizer, build_schedule
 from lmzoo.training.trainer import Trainer
 
 keras.utils.set_random_seed(0)
 with strategy.scope():
     model = build_model("gpt", preset="tiny", vocab_size=16, hidden_dim=32, num_layers=1, num_heads=2,
                         intermediate_dim=64, max_sequence_length=8)
-    optimizer = build_optimizer({"learning_rate": 1e-2, "weight_decay": 0.1, "beta_1": 0.9, "beta_2": 0.99,
-                                 "epsilon": 1e-8}, {"warmup_steps": 2, "decay": "cosine", "final_ratio": 0.1},
-                                total_steps=12)
+    schedule = build_schedule(1e-2, {"warmup_steps": 2, "decay": "cosine", "final_ratio": 0.1}, total_steps=12)
+    optimizer = build_optimizer({"name": "adamw", "learning_rate": 1e-2, "weight_decay": 0.1, "beta_1": 0.9,
+                                 "beta_2": 0.99, "epsilon": 1e-8}, schedule)
     trainer = Trainer(model, optimizer, strategy=strategy, clipnorm=0.5, jit_compile=True, steps_per_execution=2)
 starts = np.random.default_rng(0).integers(0, 15, size=(96, 1))
 tokens = ((starts + np.arange(9)) % 15 + 1).astype("int32")  # Learnable: each token follows the previous.
@@ -115,10 +115,15 @@ def test_two_workers_on_localhost_match_one_replica(tmp_path, single_replica):
 
 RUNNER = r'''
 import json, sys
+import tensorflow as tf
+if sys.argv[3] == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from lmzoo.training import compare
 records = compare(json.loads(sys.argv[1]), out_dir=sys.argv[2], strategy=sys.argv[3], show_progress=False)
-print(json.dumps([{k: r.get(k) for k in ("valid_loss", "test_loss", "replicas", "strategy", "status")}
-                  for r in records]))
+print(json.dumps([{**{k: r.get(k) for k in ("valid_loss", "test_loss", "replicas", "strategy", "status",
+                                            "message", "rnn_state", "eval_protocol")},
+                   "train_losses": [h["train_loss"] for h in r.get("history", [])]} for r in records]))
 '''
 STUDY = {
     "name": "mw",
@@ -131,7 +136,7 @@ STUDY = {
 }
 
 
-def _run_study(tmp_path, strategy, num_processes):
+def _run_study(tmp_path, strategy, num_processes, study=STUDY):
     tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
@@ -144,7 +149,7 @@ def _run_study(tmp_path, strategy, num_processes):
             cluster = {"worker": [f"localhost:{port}" for port in ports]}
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, str(script), json.dumps(STUDY), str(tmp_path / "out"), strategy], env=env,
+            [sys.executable, str(script), json.dumps(study), str(tmp_path / "out"), strategy], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         outputs = []
@@ -169,3 +174,23 @@ def test_the_runner_trains_across_two_workers_like_one_replica(tmp_path):
         np.testing.assert_allclose(worker[0][key], single[0][key], rtol=TOLERANCE)
     results = json.loads((tmp_path / "multi" / "out" / "mw" / "results.json").read_text())  # Written by the chief.
     assert [r["strategy"] for r in results] == ["multi_worker"]
+
+
+# Truncated BPTT: each replica keeps its rows of the global batch, and their states, from step to step.
+CARRY_STUDY = {**STUDY, "name": "carry", "data": {**STUDY["data"], "rnn_state": "carry"},
+               "models": [{"family": "lstm", "preset": "tiny", "args": {"hidden_dim": 16, "num_layers": 2}}],
+               "evaluation": {**STUDY["evaluation"], "interval": 5, "protocol": "stateful"}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy, processes", [("mirrored", 1), ("multi_worker", 2)])
+def test_carried_state_with_two_replicas_follows_one_replica(tmp_path, strategy, processes):
+    (single,) = _run_study(tmp_path / "single", "default", 1, CARRY_STUDY)
+    assert single[0]["status"] == "finished", single[0]["message"]
+    assert single[0]["rnn_state"] == "carry" and single[0]["eval_protocol"] == "stateful"
+    for (record,) in _run_study(tmp_path / strategy, strategy, processes, CARRY_STUDY):
+        assert record["replicas"] == 2 and record["strategy"] == strategy, record["message"]
+        assert len(record["train_losses"]) == 4  # every 5 steps
+        np.testing.assert_allclose(record["train_losses"], single[0]["train_losses"], rtol=TOLERANCE)
+        for key in ("valid_loss", "test_loss"):
+            np.testing.assert_allclose(record[key], single[0][key], rtol=TOLERANCE)

@@ -139,6 +139,25 @@ def test_rnn_ties_through_a_projection_when_sizes_differ():
     assert untied.projection is None and len(untied.embedding.weights) == 2
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_init_scale_draws_every_weight_uniform_in_the_scale(cell):
+    # Untied, with a projection: every kind of weight an RNNLM has.
+    model = RNNLM(vocab_size=VOCAB, cell=cell, hidden_dim=16, num_layers=2, embedding_dim=8, tie_embeddings=False,
+                  init_scale=0.1)
+    assert len(model.weights) == 2 + 2 + 3 * 2  # tables, projection kernel and bias, kernels and biases per layer
+    for weight in model.weights:  # Biases too: none left at zero (or one).
+        assert 0.0 < np.abs(numpy(weight)).max() <= 0.1, weight.path
+    values = np.abs(np.concatenate([numpy(w).ravel() for w in model.weights]))
+    assert values.mean() == pytest.approx(0.05, abs=0.005)  # |U(-0.1, 0.1)| averages 0.05
+    table, output = numpy(model.embedding.embeddings), numpy(model.embedding.reverse_embeddings)
+    assert not np.allclose(table.ravel(), output.ravel())  # two draws, not one reshaped
+    assert model.uses_fused_kernel == (cell != "simple_rnn")  # only initialisers change
+    if cell == "lstm":
+        assert not model.stack.rnn_layers[0].cell.unit_forget_bias
+    default = RNNLM(vocab_size=VOCAB, cell=cell, hidden_dim=16, num_layers=1)
+    assert default.init_scale is None and np.abs(numpy(default.embedding.embeddings)).max() > 0.5  # unchanged
+
+
 def constructor_args(model_class):
     return {p for p in inspect.signature(model_class.__init__).parameters if p not in ("self", "kwargs")}
 
@@ -210,6 +229,8 @@ BAD_VALUES = [
     ("gru", {"dropout": "0.1"}, r"dropout must be in \[0, 1\), got '0.1'"),
     ("simple_rnn", {"tie_embeddings": None}, "tie_embeddings must be true or false, got None"),
     ("simple_rnn", {"embedding_dim": -8}, "embedding_dim must be a positive integer, got -8"),
+    ("lstm", {"init_scale": 0}, "init_scale must be a positive number or None, got 0"),
+    ("gru", {"init_scale": "0.1"}, "init_scale must be a positive number or None, got '0.1'"),
 ]
 
 

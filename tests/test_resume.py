@@ -28,9 +28,9 @@ SCRIPT = "import json, sys\nfrom lmzoo.training import compare\n" \
 TIMEOUT = 300
 
 
-def _start(out_dir):
+def _start(out_dir, study=STUDY):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(STUDY), str(out_dir)], env=env,
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(study), str(out_dir)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -49,16 +49,18 @@ def _run_json(out_dir):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("rnn_state", ["reset", "carry"])  # carry: the states and stream position resume too
+def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path, rnn_state):
+    study = {**STUDY, "data": {**STUDY["data"], "rnn_state": rnn_state}}
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
-    reference = _start(whole)
-    victim = _start(interrupted)
+    reference = _start(whole, study)
+    victim = _start(interrupted, study)
     _kill_after_first_checkpoint(victim, interrupted / "resume" / "runs" / "gru-seed0")
     run_json = interrupted / "resume" / "runs" / "gru-seed0" / "run.json"
     assert not run_json.exists() or json.loads(run_json.read_text())["status"] != "finished"
     assert reference.wait(timeout=TIMEOUT) == 0, reference.communicate()[1][-3000:]
 
-    resumed = _start(interrupted)  # The same command again.
+    resumed = _start(interrupted, study)  # The same command again.
     assert resumed.wait(timeout=TIMEOUT) == 0, resumed.communicate()[1][-3000:]
     expected, actual = _run_json(whole), _run_json(interrupted)
     assert actual["status"] == expected["status"] == "finished" and actual["train_steps"] == 300

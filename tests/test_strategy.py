@@ -6,9 +6,10 @@ import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.training import strategy as strategies
-from lmzoo.training.schedules import WarmupDecay, build_optimizer
+from lmzoo.training.schedules import WarmupDecay, build_optimizer, build_schedule
 
-OPTIMIZER = {"learning_rate": 1e-3, "weight_decay": 0.1, "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8}
+OPTIMIZER = {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.1, "beta_1": 0.9, "beta_2": 0.99,
+             "epsilon": 1e-8}
 SCHEDULE = {"warmup_steps": 10, "decay": "cosine", "final_ratio": 0.1}
 
 
@@ -78,9 +79,11 @@ def test_cpu_peak_from_cpuinfo(tmp_path):
 
 
 def test_mixed_float16_wraps_the_optimizer_in_loss_scaling():
-    optimizer = build_optimizer(OPTIMIZER, SCHEDULE, total_steps=100, dtype_policy="mixed_float16")
+    schedule = build_schedule(OPTIMIZER["learning_rate"], SCHEDULE, total_steps=100)
+    optimizer = build_optimizer(OPTIMIZER, schedule, dtype_policy="mixed_float16")
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-    assert isinstance(build_optimizer(OPTIMIZER, SCHEDULE, total_steps=100), keras.optimizers.AdamW)
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.AdamW)
+    assert isinstance(build_optimizer(OPTIMIZER, schedule), keras.optimizers.AdamW)
 
 
 def test_schedule_warms_up_linearly_then_decays_to_the_floor():

@@ -73,9 +73,9 @@ class _RecordingTask(CausalLMTask):
         self.calls.append(("train_dataset", start_step))
         return super().train_dataset(start_step, input_context)
 
-    def eval_dataset(self, split):
+    def eval_dataset(self, split, protocol=None):
         self.calls.append(("eval_dataset", split))
-        return super().eval_dataset(split)
+        return super().eval_dataset(split, protocol)
 
     def metrics(self, split, sums):
         return {**super().metrics(split, sums), "twice_loss": 2 * sums["loss"]}
@@ -88,7 +88,8 @@ def test_a_new_task_plugs_in_through_the_registry_alone(tmp_path, monkeypatch):
     record = compare(study, out_dir=tmp_path, show_progress=False)[0]
     assert record["status"] == "finished"
     assert record["valid_twice_loss"] == pytest.approx(2 * record["valid_loss"])
-    assert _RecordingTask.calls == [("train_dataset", 0), ("eval_dataset", "valid")]
+    # The periodic validation at step 4, then the final one over the whole split.
+    assert _RecordingTask.calls == [("train_dataset", 0), ("eval_dataset", "valid"), ("eval_dataset", "valid")]
 
 
 def test_a_run_that_crashes_fails_alone_and_the_report_is_still_written(tmp_path, monkeypatch):

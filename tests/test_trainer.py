@@ -5,12 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lmzoo.training.schedules import build_optimizer
+from lmzoo.training.schedules import build_optimizer, build_schedule
 from lmzoo.training.trainer import Trainer, weighted_cross_entropy
 
 VOCAB, T, B = 12, 8, 4
-OPTIMIZER = {"learning_rate": 1e-2, "weight_decay": 0.0, "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8}
+OPTIMIZER = {"name": "adamw", "learning_rate": 1e-2, "weight_decay": 0.0, "beta_1": 0.9, "beta_2": 0.99,
+             "epsilon": 1e-8}
 SCHEDULE = {"warmup_steps": 0, "decay": "constant", "final_ratio": 1.0}
+
+
+def constant_rate_optimizer(policy):
+    schedule = build_schedule(OPTIMIZER["learning_rate"], SCHEDULE, total_steps=100)
+    return build_optimizer(OPTIMIZER, schedule, dtype_policy=policy)
 
 
 def tiny_model(seed=0):
@@ -29,7 +35,7 @@ def cyclic_batches():
 
 def make_trainer(steps_per_execution=1, clipnorm=1.0, jit_compile=False, policy="float32", seed=0):
     model = tiny_model(seed)
-    optimizer = build_optimizer(OPTIMIZER, SCHEDULE, total_steps=100, dtype_policy=policy)
+    optimizer = constant_rate_optimizer(policy)
     return Trainer(model, optimizer, clipnorm=clipnorm, jit_compile=jit_compile,
                    steps_per_execution=steps_per_execution)
 
@@ -100,7 +106,7 @@ def test_mixed_precision_trains_a_real_model(policy):
     keras.utils.set_random_seed(0)
     model = build_model("gpt", vocab_size=VOCAB, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
                         max_sequence_length=T, dtype=keras.DTypePolicy(policy))
-    optimizer = build_optimizer(OPTIMIZER, SCHEDULE, total_steps=100, dtype_policy=policy)
+    optimizer = constant_rate_optimizer(policy)
     trainer = Trainer(model, optimizer, clipnorm=1.0, jit_compile=True, steps_per_execution=5)
     iterator = trainer.iterator(cyclic_batches())
     first = trainer.train(iterator, 5)

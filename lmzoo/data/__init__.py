@@ -16,6 +16,7 @@ from lmzoo.data.pipelines import (
     classification_dataset,
     contiguous_lm_dataset,
     masked_lm_dataset,
+    sliding_lm_eval_dataset,
 )
 from lmzoo.data.synthetic import MarkovChain, load_synthetic, synthetic_classification
 
@@ -36,6 +37,7 @@ __all__ = [
     "load_corpus",
     "load_synthetic",
     "masked_lm_dataset",
+    "sliding_lm_eval_dataset",
     "num_classes",
     "read_text",
     "split_contiguous",

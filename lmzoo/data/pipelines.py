@@ -90,6 +90,46 @@ def causal_lm_eval_dataset(tokens, *, sequence_length, batch_size):
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
+def sliding_lm_eval_dataset(tokens, *, sequence_length, stride, batch_size):
+    """Every target exactly once, each with at least `sequence_length - stride` tokens of context (after the first
+    window): windows of T tokens every `stride` tokens, scoring only the last `stride` targets of each window
+    (all T in the first), as the GPT-2 paper and most perplexity tooling do.
+
+    Args:
+        tokens: int array `(N,)`. One split's token stream (N - 1 targets).
+        sequence_length: int. T, the window (the model's context).
+        stride: int. S, 1 <= S <= T; `S = T` is the `windows` protocol.
+        batch_size: int. B; the last batch is completed with all-padding windows.
+
+    Yields:
+        `(x, y, w)`: int32 `(B, T)`, int32 `(B, T)`, float32 `(B, T)`; `w` is 1.0 exactly on the scored targets.
+
+    Examples:
+
+        >>> import numpy as np
+        >>> from lmzoo.data import sliding_lm_eval_dataset
+        >>> [(x, y, w)] = list(sliding_lm_eval_dataset(np.arange(1, 8), sequence_length=4, stride=2, batch_size=2))
+        >>> x.numpy().tolist(), y.numpy().tolist()
+        ([[1, 2, 3, 4], [3, 4, 5, 6]], [[2, 3, 4, 5], [4, 5, 6, 7]])
+        >>> w.numpy().tolist()  # targets 2..5 from the first window, 6 and 7 with 2 tokens of context or more
+        [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
+    """
+    stream = _as_stream(tokens, minimum=2)
+    _check_positive(sequence_length=sequence_length, stride=stride, batch_size=batch_size)
+    if stride > sequence_length:
+        raise LmzooError(f"stride={stride} must be at most sequence_length={sequence_length} (S <= T).")
+    num_targets = len(stream) - 1
+    num_windows = 1 + max(0, -(-(num_targets - sequence_length) // stride))
+    num_windows = -(-num_windows // batch_size) * batch_size  # whole batches
+    x, y, w = _padded_pairs(stream, (num_windows - 1) * stride + sequence_length)
+    starts = np.arange(num_windows)[:, None] * stride + np.arange(sequence_length)  # (W, T)
+    scored = np.arange(sequence_length) >= sequence_length - stride  # (T,): the last S positions
+    scored = np.where(np.arange(num_windows)[:, None] == 0, True, scored[None, :])  # the first window scores all
+    windows = (x[starts], y[starts], w[starts] * scored)
+    dataset = tf.data.Dataset.from_tensor_slices(windows)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
 def contiguous_lm_dataset(tokens, *, sequence_length, batch_size):
     """Truncated-BPTT batches: row r of batch i+1 continues row r of batch i (for stateful RNNs).
 

@@ -5,9 +5,21 @@ import keras
 from lmzoo.layers.cells import CELLS, FUSED_CELLS, check_cell
 
 
-def recurrent_layer(cell, hidden_dim, dtype, name):
+def uniform_initializer(init_scale, seed=None):
+    """Uniform in [-init_scale, init_scale], the classic recurrent recipes' initialisation of every weight.
+
+    A new instance per weight: an unseeded keras initializer fixes its seed when created, so one instance shared
+    by two weights of the same size would give them the same values. `seed` may be a
+    `keras.random.SeedGenerator`, whose every call draws anew.
+    """
+    return keras.initializers.RandomUniform(-init_scale, init_scale, seed=seed)
+
+
+def recurrent_layer(cell, hidden_dim, dtype, name, init_scale=None):
     """One keras recurrent layer with exactly the cuDNN-eligible settings (tanh, sigmoid, no recurrent dropout,
-    not unrolled, biases, GRU reset_after)."""
+    not unrolled, biases, GRU reset_after). With `init_scale`, every weight is uniform in [-init_scale,
+    init_scale] and the LSTM's forget-gate bias starts there too, not at 1 (the initialisers do not affect
+    cuDNN eligibility)."""
     layer_class = getattr(keras.layers, CELLS[cell].layer)
     kwargs = dict(return_sequences=True, return_state=True, activation="tanh", use_bias=True, unroll=False,
                   recurrent_dropout=0.0, dtype=dtype, name=name)
@@ -15,6 +27,11 @@ def recurrent_layer(cell, hidden_dim, dtype, name):
         kwargs["recurrent_activation"] = "sigmoid"
     if cell == "gru":
         kwargs["reset_after"] = True
+    if init_scale is not None:
+        for weight in ("kernel", "recurrent", "bias"):
+            kwargs[f"{weight}_initializer"] = uniform_initializer(init_scale)
+        if cell == "lstm":
+            kwargs["unit_forget_bias"] = False  # Zaremba et al.'s TF PTB code: forget_bias=0.
     return layer_class(hidden_dim, **kwargs)
 
 
@@ -31,6 +48,8 @@ class RecurrentStack(keras.layers.Layer):
         hidden_dim: state width `H` of every layer.
         num_layers: number of stacked layers.
         dropout: dropout between layers and on the top layer's output.
+        init_scale: None for keras' initialisers; else every weight uniform in [-init_scale, init_scale] (and
+            no LSTM forget-gate bias of 1), as the classic recurrent recipes initialise.
 
     Examples:
 
@@ -41,15 +60,16 @@ class RecurrentStack(keras.layers.Layer):
         ((2, 5, 6), 2)
     """
 
-    def __init__(self, cell, hidden_dim, num_layers, dropout=0.0, **kwargs):
+    def __init__(self, cell, hidden_dim, num_layers, dropout=0.0, init_scale=None, **kwargs):
         super().__init__(**kwargs)
         check_cell(cell)
         self.cell = cell
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.dropout = dropout
+        self.init_scale = init_scale
         self.rnn_layers = [
-            recurrent_layer(cell, hidden_dim, self.dtype_policy, f"{cell}_{i}") for i in range(num_layers)
+            recurrent_layer(cell, hidden_dim, self.dtype_policy, f"{cell}_{i}", init_scale) for i in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
 
@@ -86,5 +106,6 @@ class RecurrentStack(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(cell=self.cell, hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout)
+        config.update(cell=self.cell, hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout,
+                      init_scale=self.init_scale)
         return config

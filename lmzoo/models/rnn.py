@@ -1,11 +1,14 @@
 """RNNLM: an embedding, a stack of keras SimpleRNN / LSTM / GRU layers and a (tied) output layer."""
 
+import numbers
+
 import keras
 import keras_hub
 from keras import ops
 
+from lmzoo.errors import LmzooError
 from lmzoo.layers.cells import CELLS, check_cell
-from lmzoo.layers.recurrent import RecurrentStack
+from lmzoo.layers.recurrent import RecurrentStack, uniform_initializer
 from lmzoo.models.base import LanguageModel, check_flag, check_positive, check_rate, check_token_ids
 from lmzoo.models.sizing import rnn_matmul_params, rnn_non_embedding_params
 
@@ -43,6 +46,10 @@ class RNNLM(LanguageModel):
         dropout: dropout between layers and before the output layer.
         embedding_dropout: drops whole token vectors of the embedding output.
         tie_embeddings: use the embedding matrix as the output layer.
+        init_scale: None keeps the initialisers below (unit-scale embeddings, keras' recurrent ones); a number
+            draws EVERY weight (embedding, kernels, biases, the untied output table, the projection) uniform in
+            [-init_scale, init_scale] with no LSTM forget-gate bias of 1, as Zaremba et al. (2014) do (0.1 for
+            their small LSTM, 0.05 medium, 0.04 large).
 
     Examples:
 
@@ -59,7 +66,7 @@ class RNNLM(LanguageModel):
     is_causal = True
 
     def __init__(self, vocab_size, cell="lstm", hidden_dim=256, num_layers=2, embedding_dim=None, dropout=0.0,
-                 embedding_dropout=0.0, tie_embeddings=True, **kwargs):
+                 embedding_dropout=0.0, tie_embeddings=True, init_scale=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.cell = cell
@@ -69,20 +76,36 @@ class RNNLM(LanguageModel):
         self.dropout = dropout
         self.embedding_dropout = embedding_dropout
         self.tie_embeddings = tie_embeddings
+        self.init_scale = init_scale
         self.check_config(self.get_config())
         dtype = self.dtype_policy
         width = embedding_dim or hidden_dim
         self.embedding = keras_hub.layers.ReversibleEmbedding(
-            vocab_size, width, tie_weights=tie_embeddings, embeddings_initializer=rnn_embedding_initializer(),
+            vocab_size, width, tie_weights=tie_embeddings, embeddings_initializer=self._embedding_initializer(),
             dtype=dtype, name="embedding")
         # noise_shape (B, T, 1) drops whole token vectors rather than single features.
         self.embedding_dropout_layer = (
             keras.layers.Dropout(embedding_dropout, noise_shape=(None, None, 1), dtype=dtype,
                                  name="embedding_dropout") if embedding_dropout else None)
-        self.stack = RecurrentStack(cell, hidden_dim, num_layers, dropout=dropout, dtype=dtype, name="stack")
+        self.stack = RecurrentStack(cell, hidden_dim, num_layers, dropout=dropout, init_scale=init_scale, dtype=dtype,
+                                    name="stack")
         self.projection = (
-            keras.layers.Dense(width, dtype=dtype, name="projection") if width != hidden_dim else None)
+            keras.layers.Dense(width, dtype=dtype, name="projection", **self._dense_initializers())
+            if width != hidden_dim else None)
         self.build()
+
+    def _embedding_initializer(self):
+        if self.init_scale is None:
+            return rnn_embedding_initializer()
+        # The untied output table shares this initializer: a seed generator gives it its own draw, not the input
+        # table's values reshaped.
+        return uniform_initializer(self.init_scale, seed=keras.random.SeedGenerator())
+
+    def _dense_initializers(self):
+        if self.init_scale is None:
+            return {}
+        return {"kernel_initializer": uniform_initializer(self.init_scale),
+                "bias_initializer": uniform_initializer(self.init_scale)}
 
     @classmethod
     def check_values(cls, config):
@@ -91,6 +114,9 @@ class RNNLM(LanguageModel):
                        num_layers=config["num_layers"], embedding_dim=config["embedding_dim"] or config["hidden_dim"])
         check_rate(dropout=config["dropout"], embedding_dropout=config["embedding_dropout"])
         check_flag(tie_embeddings=config["tie_embeddings"])
+        scale = config["init_scale"]
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0):
+            raise LmzooError(f"init_scale must be a positive number or None, got {scale!r}.")
 
     @classmethod
     def count_non_embedding_params(cls, config):
@@ -162,4 +188,5 @@ class RNNLM(LanguageModel):
             "dropout": self.dropout,
             "embedding_dropout": self.embedding_dropout,
             "tie_embeddings": self.tie_embeddings,
+            "init_scale": self.init_scale,
         }

@@ -21,6 +21,9 @@ _EXPORTS = {
     "select_strategy": "lmzoo.training.strategy",
     "dtype_policy": "lmzoo.training.strategy",
     "WarmupDecay": "lmzoo.training.schedules",
+    "StepDecay": "lmzoo.training.schedules",
+    "PlateauDecay": "lmzoo.training.schedules",
+    "build_schedule": "lmzoo.training.schedules",
     "build_optimizer": "lmzoo.training.schedules",
 }
 

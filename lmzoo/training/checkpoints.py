@@ -51,6 +51,7 @@ class RunCheckpoint:
         model: the Keras model.
         optimizer: its optimizer (built).
         max_to_keep: checkpoints kept on disk.
+        **state: more trackables to save and restore with them (e.g. `carried_state`); None is skipped.
 
     Examples:
 
@@ -66,9 +67,10 @@ class RunCheckpoint:
         10
     """
 
-    def __init__(self, directory, model, optimizer, max_to_keep=2):
+    def __init__(self, directory, model, optimizer, max_to_keep=2, **state):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+        state = {name: value for name, value in state.items() if value is not None}
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step, **state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
 
     def restore(self):

@@ -17,7 +17,7 @@ import yaml
 from lmzoo.errors import ConfigError
 from lmzoo.models.registry import MODELS
 from lmzoo.tokenizers import TOKENIZERS
-from lmzoo.training.registries import DTYPE_POLICIES, STRATEGIES
+from lmzoo.training.registries import DECAYS, DTYPE_POLICIES, OPTIMIZERS, STRATEGIES
 
 def _find_study_dir():
     """`experiments/` of a source checkout, else its copy installed as the package data `lmzoo/experiments/`."""
@@ -90,6 +90,12 @@ def _registered(registry):
     return _choice(*registry.names())
 
 
+def _steps_or_epoch():
+    """An interval in steps, or `"epoch"`: every `task.steps_per_epoch()` steps (the classic recipes' unit)."""
+    check_steps, allowed, convert = _integer(minimum=1)
+    return (lambda v: None if v == "epoch" else check_steps(v)), f"{allowed} or 'epoch'", convert
+
+
 def _string(optional=False):
     check = lambda v: None if isinstance(v, str) or (optional and v is None) else "not a string"  # noqa: E731
     return check, "a string" + (" or null" if optional else "")
@@ -137,7 +143,8 @@ SCHEMA = {
     "data": {
         "sequence_length": _opt(64, _integer(minimum=1)),
         "batch_size": _opt(16, _integer(minimum=1)),  # The GLOBAL batch, split across replicas.
-        # `reset`: RNNs see the same random windows as Transformers; `carry`: TBPTT over contiguous windows.
+        # `reset`: RNNs see the same random windows as Transformers; `carry`: truncated BPTT, the state carried
+        # across contiguous batches (reset at each pass over the data), as the classic recurrent recipes train.
         "rnn_state": _opt("reset", _choice("reset", "carry")),
         "mask_rate": _opt(0.15, _number(0.01, maximum=1.0)),  # Masked-LM (BERT) objective.
         # `dataset`: experimental_distribute_dataset (exact global batches); `function`: per-worker pipelines.
@@ -148,37 +155,53 @@ SCHEMA = {
         "steps": _opt(None, _integer(minimum=1, optional=True)),
         "tokens": _opt(None, _integer(minimum=1, optional=True)),
         "flops": _opt(None, _number(1.0, optional=True)),  # Training FLOPs per run (forward + backward).
+        "epochs": _opt(None, _integer(minimum=1, optional=True)),  # Passes over train: task.steps_per_epoch() each.
         "seconds": _opt(None, _number(0.001, optional=True)),  # Wall clock; needs another budget as horizon.
         "max_steps": _opt(None, _integer(minimum=1, optional=True)),  # A cap on every run (`--max-steps`).
     },
     "optimizer": {
+        "name": _opt("adamw", _registered(OPTIMIZERS)),
         "learning_rate": _opt(1e-3, _number(0.0)),
         "weight_decay": _opt(0.1, _number(0.0)),
         "beta_1": _opt(0.9, _number(0.0, maximum=1.0)),
         "beta_2": _opt(0.99, _number(0.0, maximum=1.0)),
         "epsilon": _opt(1e-8, _number(0.0)),
         "clipnorm": _opt(1.0, _number(0.0, optional=True)),  # Global-norm clipping; null turns it off.
+        # SGD only (adam and adamw use beta_1, beta_2 and epsilon instead).
+        "momentum": _opt(0.0, _number(0.0, maximum=1.0)),
+        "nesterov": _opt(False, _choice(True, False)),
     },
     "schedule": {
         "warmup_steps": _opt(100, _integer()),
-        "decay": _opt("cosine", _choice("cosine", "linear", "constant")),
+        "decay": _opt("cosine", _registered(DECAYS)),
         "final_ratio": _opt(0.1, _number(0.0, maximum=1.0)),  # Final LR as a fraction of the peak.
+        "factor": _opt(0.5, _number(0.0, maximum=1.0)),  # step, plateau: what each decay multiplies the rate by.
+        # step: epochs (0-based) 0 .. start_epoch - 1 at the full rate, then one more factor every every_epochs.
+        "every_epochs": _opt(1, _integer(minimum=1)),
+        "start_epoch": _opt(1, _integer()),
+        "patience": _opt(0, _integer()),  # plateau: validations without a new best before each decay.
     },
     "train": {
         "seeds": _opt([0], _seeds()),
         "steps_per_execution": _opt(10, _integer(minimum=1)),
-        "checkpoint_interval": _opt(500, _integer(minimum=1)),
+        "checkpoint_interval": _opt(500, _steps_or_epoch()),
         "dtype_policy": _opt("float32", _registered(DTYPE_POLICIES)),
         "jit_compile": _opt("auto", _choice("auto", True, False)),  # auto: on for CPU/GPU, off on TPU.
         "strategy": _opt("auto", _registered(STRATEGIES)),
     },
     "evaluation": {
-        "interval": _opt(500, _integer(minimum=1)),
-        "max_batches": _opt(None, _integer(minimum=1, optional=True)),  # Cap on valid batches; test is full.
+        "interval": _opt(500, _steps_or_epoch()),
+        # Caps the periodic validations only: the final valid and test figures always cover the whole split.
+        "max_batches": _opt(None, _integer(minimum=1, optional=True)),
         "batch_size": _opt(None, _integer(minimum=1, optional=True)),  # null: data.batch_size.
         "test": _opt(True, _choice(True, False)),
         "sample_prompt": _opt(None, _string(optional=True)),  # null: the first characters of valid.
         "sample_length": _opt(64, _integer(minimum=0)),
+        # auto: `stateful` for recurrent models (the split as unbroken streams, state carried), `sliding` for
+        # Transformers (windows every `stride` tokens, each target scored once with >= T - stride of context).
+        "protocol": _opt("auto", _choice("auto", "windows", "stateful", "sliding")),
+        "stride": _opt(None, _integer(minimum=1, optional=True)),  # null: sequence_length // 2.
+        "also_windows": _opt(False, _choice(True, False)),  # Also record the like-for-like `windows` finals.
     },
     # Optional second phase: fine-tune every pretrained model as a sequence classifier.
     "finetune": {
@@ -219,7 +242,6 @@ def load_study(study, *, overrides=(), max_steps=None, strategy=None):
     resolved = _resolve(raw, SCHEMA, "")
     resolved["models"] = _resolve_models(resolved["models"])
     _check_budget(resolved["budget"])
-    _check_rnn_state(resolved)
     return resolved
 
 
@@ -362,17 +384,8 @@ def _resolve_models(models):
 
 
 def _check_budget(budget):
-    if not any(budget[k] is not None for k in ("steps", "tokens", "flops")):
+    if not any(budget[k] is not None for k in ("steps", "tokens", "flops", "epochs")):
         raise ConfigError(
-            "budget: give at least one of budget.steps, budget.tokens or budget.flops (the schedule's horizon); "
-            "budget.seconds alone cannot set the learning-rate decay."
-        )
-
-
-def _check_rnn_state(study):
-    recurrent = [m["name"] for m in study["models"] if m["family"] in ("simple_rnn", "lstm", "gru")]
-    if study["data"]["rnn_state"] == "carry" and recurrent:
-        raise ConfigError(
-            f"data.rnn_state = 'carry' (TBPTT over contiguous windows, for {', '.join(recurrent)}) is not "
-            f"implemented by the runner yet; use data.rnn_state: reset (every family sees the same windows)."
+            "budget: give at least one of budget.steps, budget.tokens, budget.flops or budget.epochs (the "
+            "schedule's horizon); budget.seconds alone cannot set the learning-rate decay."
         )

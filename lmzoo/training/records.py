@@ -76,21 +76,9 @@ def history_point(run, step, seconds, train_loss, metrics):
             "train_loss": train_loss, **{f"valid_{k}": v for k, v in metrics.items()}}
 
 
-def last_validation(record, step):
-    """The metrics of the evaluation at `step`, if the history ends with one (else None)."""
-    history = record["history"]
-    if not history or history[-1]["step"] != step:
-        return None
-    return {k[len("valid_"):]: v for k, v in history[-1].items() if k.startswith("valid_")}
-
-
-def resume_state(previous, start):
-    """What an uninterrupted run would have recorded up to the restored checkpoint `start`; the rest dropped."""
-    point = previous.get("resume_point") or {}
-    if start == 0 or point.get("step") != start:
-        return {"history": [], "train_seconds": 0.0}
-    history = [h for h in previous.get("history", []) if h["step"] <= start]
-    return {"history": history, "train_seconds": point["train_seconds"]}
+def history_until(previous, start):
+    """The history an uninterrupted run would have recorded up to the restored checkpoint's step `start`."""
+    return [h for h in previous.get("history", []) if h["step"] <= start] if start else []
 
 
 def train_scalars(result, learning_rate, speed):

@@ -1,4 +1,5 @@
-"""The runner's registries: training objectives (tasks), `tf.distribute` strategies and dtype policies.
+"""The runner's registries: training objectives (tasks), optimizers, learning-rate decays, `tf.distribute`
+strategies and dtype policies.
 
 Each name maps to where its implementation lives, imported on first use: this module imports no TensorFlow, so
 the study schema, the command line and their errors read the known names from here in milliseconds. Adding an
@@ -6,7 +7,9 @@ objective is its own file under `lmzoo/training/tasks/` and one line below.
 
 Examples:
 
-    >>> from lmzoo.training.registries import STRATEGIES, TASKS
+    >>> from lmzoo.training.registries import DECAYS, OPTIMIZERS, STRATEGIES, TASKS
+    >>> OPTIMIZERS.names(), DECAYS.names()
+    (['adam', 'adamw', 'sgd'], ['constant', 'cosine', 'linear', 'plateau', 'step'])
     >>> STRATEGIES.names()
     ['auto', 'default', 'mirrored', 'multi_worker', 'tpu']
     >>> TASKS.names()
@@ -20,6 +23,20 @@ TASKS = Registry("task")
 TASKS.register("causal_lm", "lmzoo.training.tasks.causal_lm:CausalLMTask")
 TASKS.register("masked_lm", "lmzoo.training.tasks.masked_lm:MaskedLMTask")
 TASKS.register("classification", "lmzoo.training.tasks.classification:ClassificationTask")
+
+# `optimizer.name` -> the keras optimizer class (every one takes keras' decoupled `weight_decay`).
+OPTIMIZERS = Registry("optimizer")
+OPTIMIZERS.register("adamw", "keras.optimizers:AdamW")
+OPTIMIZERS.register("adam", "keras.optimizers:Adam")
+OPTIMIZERS.register("sgd", "keras.optimizers:SGD")
+
+# `schedule.decay` -> the `lmzoo.training.schedules.Schedule` class that implements it.
+DECAYS = Registry("learning-rate decay")
+DECAYS.register("cosine", "lmzoo.training.schedules:WarmupDecay")
+DECAYS.register("linear", "lmzoo.training.schedules:WarmupDecay")
+DECAYS.register("constant", "lmzoo.training.schedules:WarmupDecay")
+DECAYS.register("step", "lmzoo.training.schedules:StepDecay")
+DECAYS.register("plateau", "lmzoo.training.schedules:PlateauDecay")
 
 # `train.strategy` -> a function building the strategy.
 STRATEGIES = Registry("strategy")

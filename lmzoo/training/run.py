@@ -13,12 +13,13 @@ import time
 import traceback
 
 import keras
+import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.models import model_class
 from lmzoo.training import checkpoints, progress, records, strategy as strategies
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
-from lmzoo.training.schedules import build_optimizer, exclude_from_decay
+from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
 from lmzoo.training.tensorboard import RunLogger
 from lmzoo.training.trainer import Trainer
@@ -34,17 +35,23 @@ def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
-def planned_steps(budget, tokens_per_step, flops_per_step):
-    """The number of steps a budget allows: the least of `steps`, `tokens` and `flops`, capped by `max_steps`.
+def planned_steps(budget, tokens_per_step, flops_per_step, steps_per_epoch):
+    """The number of steps a budget allows: the least of `steps`, `tokens`, `flops` and `epochs`, capped by
+    `max_steps`.
 
     Examples:
 
-        >>> planned_steps({"steps": 100, "tokens": 1280, "flops": None, "max_steps": None}, 64, 1e6)
+        >>> budget = {"steps": 100, "tokens": 1280, "flops": None, "epochs": None, "max_steps": None}
+        >>> planned_steps(budget, 64, 1e6, steps_per_epoch=7)
         20
+        >>> planned_steps({**budget, "epochs": 2}, 64, 1e6, steps_per_epoch=7)
+        14
     """
     limits = []
     if budget["steps"] is not None:
         limits.append(budget["steps"])
+    if budget["epochs"] is not None:
+        limits.append(budget["epochs"] * steps_per_epoch)
     if budget["tokens"] is not None:
         limits.append(math.ceil(budget["tokens"] / tokens_per_step))
     if budget["flops"] is not None:
@@ -54,19 +61,17 @@ def planned_steps(budget, tokens_per_step, flops_per_step):
     return max(1, min(limits))
 
 
-def build_trainer(model, study, *, strategy, total_steps, jit_compile, optimizer=None):
-    """The study's optimizer on its schedule over `total_steps`, and the `Trainer` that applies it.
+def build_trainer(model, study, task, schedule, *, strategy, jit_compile):
+    """The study's optimizer on `schedule` (`build_schedule`), and the `Trainer` that applies it to `task`.
 
-    Call inside `strategy.scope()`. `optimizer` overrides keys of the study's `optimizer` section (fine-tuning
-    uses its own learning rate).
+    Call inside `strategy.scope()`.
     """
-    optimizer_cfg = {**study["optimizer"], **(optimizer or {})}
-    train_cfg = study["train"]
-    keras_optimizer = build_optimizer(optimizer_cfg, study["schedule"], total_steps=total_steps,
-                                      dtype_policy=train_cfg["dtype_policy"])
+    optimizer_cfg, train_cfg = study["optimizer"], study["train"]
+    keras_optimizer = build_optimizer(optimizer_cfg, schedule, dtype_policy=train_cfg["dtype_policy"])
     exclude_from_decay(keras_optimizer, model.trainable_variables)
     return Trainer(model, keras_optimizer, strategy=strategy, clipnorm=optimizer_cfg["clipnorm"],
-                   jit_compile=jit_compile, steps_per_execution=train_cfg["steps_per_execution"])
+                   jit_compile=jit_compile, steps_per_execution=train_cfg["steps_per_execution"],
+                   carried_state=task.carried_state(model), eval_state=task.eval_state(model))
 
 
 class Run:
@@ -95,7 +100,7 @@ class Run:
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(study_dir / "logs" / self.name, enabled=self.chief)
-        self.task = task_class(model_class(entry["family"]))(study, shared, seed)
+        self.task = task_class(model_class(entry["family"]))(study, shared, seed, entry)
         _check_batch(self.task.batch_size, strategy.num_replicas_in_sync)
         self.policy = strategies.dtype_policy(study["train"]["dtype_policy"])
         seed_everything(seed)
@@ -106,9 +111,18 @@ class Run:
             self.xla = strategies.use_xla(study["train"]["jit_compile"], strategy) and self.model.supports_xla
             tokens_per_step = self.task.tokens_per_step()
             self.flops_per_token = self.task.flops_per_token(self.model)
-            self.total_steps = planned_steps(study["budget"], tokens_per_step, self.flops_per_token * tokens_per_step)
-            self.trainer = build_trainer(self.model, study, strategy=strategy, total_steps=self.total_steps,
+            steps_per_epoch = self.task.steps_per_epoch()
+            self.total_steps = planned_steps(study["budget"], tokens_per_step, self.flops_per_token * tokens_per_step,
+                                             steps_per_epoch)
+            # "epoch" resolved to steps once, so the training loop only sees numbers.
+            self.eval_interval = _in_steps(study["evaluation"]["interval"], steps_per_epoch)
+            self.checkpoint_interval = _in_steps(study["train"]["checkpoint_interval"], steps_per_epoch)
+            self.schedule = build_schedule(study["optimizer"]["learning_rate"], study["schedule"],
+                                           total_steps=self.total_steps, steps_per_epoch=steps_per_epoch)
+            self.trainer = build_trainer(self.model, study, self.task, self.schedule, strategy=strategy,
                                          jit_compile=self.xla)
+            # Saved in the checkpoint, so the seconds a resumed run reports are those of its checkpoint's step.
+            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
             self.checkpoint = _checkpoint_for(self, strategy)
 
     def train_iterator(self, start_step):
@@ -117,15 +131,18 @@ class Run:
             return iter(self.trainer.distribute_from_function(lambda ctx: self.task.train_dataset(start_step, ctx)))
         return self.trainer.iterator(self.task.train_dataset(start_step))
 
-    def evaluate(self, split, max_batches=None):
-        """The task's metrics of `split` (`{}` when the split is empty)."""
-        if not self.task.has_split(split):
-            return {}
-        return self.task.metrics(split, self.trainer.evaluate(self.task.eval_dataset(split), max_batches=max_batches))
+    def evaluate(self, split, max_batches=None, final=False):
+        """The task's metrics of `split` (`{}` when the split is empty); `final` for the run's last figures."""
+        return self.task.evaluate(self.trainer, split, max_batches=max_batches, final=final)
 
     def sample(self):
         """A generated text for TensorBoard (chief only; None when the task does not generate)."""
         return self.task.sample(self.model) if self.chief else None
+
+
+def _in_steps(interval, steps_per_epoch):
+    """`evaluation.interval` or `train.checkpoint_interval` in steps: `"epoch"` is `steps_per_epoch` steps."""
+    return steps_per_epoch if interval == "epoch" else interval
 
 
 def _check_batch(batch_size, replicas):
@@ -142,7 +159,11 @@ def _checkpoint_for(run, strategy):
     if not run.chief:
         worker = strategy.cluster_resolver.task_id
         directory = run.run_dir.parent.parent / ".worker_checkpoints" / f"{run.name}-{worker}"
-    return checkpoints.RunCheckpoint(directory, run.model, run.trainer.optimizer)
+    # The carried recurrent state is part of the training state: a resumed run continues the same streams.
+    # So is the schedule's (a plateau's scale and best loss): a resumed run decays when the whole run would.
+    return checkpoints.RunCheckpoint(directory, run.model, run.trainer.optimizer,
+                                     carried_state=run.trainer.carried_state, schedule=run.schedule.state,
+                                     train_seconds=run.train_seconds)
 
 
 def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False, show_progress=True):
@@ -208,18 +229,17 @@ def _clear_run(*directories):
 
 def _train(run, previous, show_progress):
     start = run.checkpoint.restore()
-    state = records.resume_state(previous, start)
-    record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": state["history"]}
+    history = records.history_until(previous, start)
+    record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": history}
     if start == 0:
         run.logger.hparams(records.record_hparams(record), run.name)
         run.logger.graph(run.model, run.task.example_input())
     iterator = run.train_iterator(start)
     bar = progress.ProgressBar(run.name, run.total_steps, start=start, enabled=show_progress and run.chief)
-    step, seconds = start, state["train_seconds"]
+    step, seconds = start, float(run.train_seconds.numpy())
     steady_tokens, steady_seconds, first_chunk = 0, 0.0, True
     tokens_per_step = run.task.tokens_per_step()
     budget_seconds = run.study["budget"]["seconds"]
-    train_cfg, eval_cfg = run.study["train"], run.study["evaluation"]
     while step < run.total_steps:
         chunk = _next_chunk(run, step)
         began = time.perf_counter()
@@ -236,12 +256,14 @@ def _train(run, previous, show_progress):
         run.logger.scalars("train", scalars, step)
         bar.update(step, loss=result["loss"], speed=speed)
         record.update(train_steps=step, train_seconds=seconds, tokens_per_second=speed)
-        if step % eval_cfg["interval"] == 0 or step == run.total_steps:
+        if step % run.eval_interval == 0 or step == run.total_steps:
             _evaluate(run, record, step, seconds, result["loss"])
-        if step % train_cfg["checkpoint_interval"] == 0 and step < run.total_steps:
-            run.checkpoint.save(step)
-            record["resume_point"] = {"step": step, "train_seconds": seconds}
+        if step % run.checkpoint_interval == 0 and step < run.total_steps:
+            # The record first: a kill between the two leaves a record AHEAD of the checkpoint, whose history a
+            # resumed run cuts back to the checkpoint's step (never one behind it, which would lose history).
             _write_record(run, record)
+            run.train_seconds.assign(seconds)
+            run.checkpoint.save(step)
         if budget_seconds is not None and seconds >= budget_seconds:
             record["message"] = f"stopped by budget.seconds = {budget_seconds} at step {step}"
             break
@@ -249,15 +271,16 @@ def _train(run, previous, show_progress):
 
 
 def _next_chunk(run, step):
-    train_cfg = run.study["train"]
     boundaries = [run.total_steps]
-    for interval in (run.study["evaluation"]["interval"], train_cfg["checkpoint_interval"]):
+    for interval in (run.eval_interval, run.checkpoint_interval):
         boundaries.append((step // interval + 1) * interval)
-    return min(min(boundaries) - step, train_cfg["steps_per_execution"])
+    return min(min(boundaries) - step, run.study["train"]["steps_per_execution"])
 
 
 def _evaluate(run, record, step, seconds, train_loss):
     metrics = run.evaluate("valid", max_batches=run.study["evaluation"]["max_batches"])
+    if "loss" in metrics:  # A plateau schedule decays on it; the others ignore it.
+        run.schedule.observe(metrics["loss"])
     point = records.history_point(run, step, seconds, train_loss, metrics)
     record["history"].append(point)
     run.logger.scalars("validation", metrics, step)
@@ -281,8 +304,9 @@ def _fail(run, record, step, seconds, bar, loss):
 
 
 def _finish(run, record, step, seconds, bar):
-    valid = records.last_validation(record, step) or run.evaluate("valid", run.study["evaluation"]["max_batches"])
-    test = run.evaluate("test") if run.study["evaluation"]["test"] else {}
+    # The final figures cover every target of their split, whatever `evaluation.max_batches` cut periodically.
+    valid = run.evaluate("valid", final=True)
+    test = run.evaluate("test", final=True) if run.study["evaluation"]["test"] else {}
     record.update(status=FINISHED, train_steps=step, train_seconds=seconds)
     record = records.with_results(run, record, valid, test)
     run.logger.scalars("validation", {"final_" + k: v for k, v in valid.items()}, step)
@@ -309,9 +333,12 @@ def finetune(run):
     seed_everything(run.seed)
     with run.strategy.scope():
         classifier = task.build_model(run.entry, run.policy)
-        trainer = build_trainer(classifier, run.study, strategy=run.strategy, total_steps=settings["steps"],
-                                jit_compile=run.xla, optimizer={"learning_rate": settings["learning_rate"]})
+        # The study's schedule over the fine-tuning steps, peaking at the fine-tuning rate (no validation during
+        # fine-tuning, so a plateau schedule stays at its peak).
+        schedule = build_schedule(settings["learning_rate"], run.study["schedule"], total_steps=settings["steps"],
+                                  steps_per_epoch=task.steps_per_epoch())
+        trainer = build_trainer(classifier, run.study, task, schedule, strategy=run.strategy, jit_compile=run.xla)
     result = trainer.train(trainer.iterator(task.train_dataset(0)), settings["steps"])
-    valid = task.metrics("valid", trainer.evaluate(task.eval_dataset("valid")))
+    valid = task.evaluate(trainer, "valid", final=True)
     return {"finetune_train_loss": result["loss"], "finetune_valid_loss": valid["loss"],
             "finetune_valid_accuracy": valid["accuracy"], "finetune_steps": settings["steps"]}

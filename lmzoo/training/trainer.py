@@ -59,6 +59,10 @@ class Trainer:
             clip by `optimizer.clipnorm`.
         jit_compile: compile the per-replica step with XLA.
         steps_per_execution: the number of steps run by one call of the compiled loop.
+        carried_state: a `lmzoo.training.state.CarriedState` for truncated BPTT: each step starts from the
+            states the previous step ended with (the model is called with `initial_state=` and
+            `return_state=True`); None trains every batch from zero states.
+        eval_state: a `CarriedState` for `evaluate(..., stateful=True)` (the eval batch's streams).
 
     Examples:
 
@@ -72,8 +76,11 @@ class Trainer:
         4
     """
 
-    def __init__(self, model, optimizer, *, strategy=None, clipnorm=None, jit_compile=False, steps_per_execution=1):
+    def __init__(self, model, optimizer, *, strategy=None, clipnorm=None, jit_compile=False, steps_per_execution=1,
+                 carried_state=None, eval_state=None):
         self.model = model
+        self.carried_state = carried_state
+        self.eval_state = eval_state
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.clipnorm = clipnorm
@@ -104,6 +111,8 @@ class Trainer:
         self._fused_replica_steps = tf.function(self._fused_replica_steps_fn, jit_compile=True)
         self._eval_step = tf.function(self._eval_step_fn)
         self._eval_replica = tf.function(self._eval_replica_fn, jit_compile=compile_whole_step)
+        self._stateful_eval_step = tf.function(self._stateful_eval_step_fn)
+        self._stateful_eval_replica = tf.function(self._stateful_eval_replica_fn, jit_compile=compile_whole_step)
 
     # --- data ---------------------------------------------------------------------------------------------------
 
@@ -179,22 +188,31 @@ class Trainer:
         # Every replica computed the same norm of the same all-reduced gradient: undo the SUM.
         return nats, weight, correct, norm / self.replicas
 
-    def _loss_and_gradients(self, x, y, w, global_weight):
+    def _forward(self, x, states, training):
+        """Logits, and the final states when `states` (carried from the previous batch) are given."""
+        if not states:
+            return self.model(x, training=training), []
+        return self.model(x, training=training, initial_state=states, return_state=True)
+
+    def _loss_and_gradients(self, x, y, w, global_weight, states):
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
+            logits, new_states = self._forward(x, states, training=True)
             nats, weight, correct = weighted_cross_entropy(y, logits, w)
             loss = self.optimizer.scale_loss(nats / global_weight)
         variables = self.model.trainable_variables
         grads = tape.gradient(loss, variables)
         # Dense gradients (embeddings give IndexedSlices) so that all-reduce, clipping and scaling are uniform.
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
-        return grads, nats, weight, correct
+        return grads, nats, weight, correct, new_states
 
     def _train_replica_step(self, *batch):
         x, y, w = split_batch(batch)
         context = tf.distribute.get_replica_context()
         global_weight = context.all_reduce(SUM, tf.reduce_sum(w))
-        grads, nats, weight, correct = self._gradients(x, y, w, global_weight)
+        states = self.carried_state.read() if self.carried_state else []
+        grads, nats, weight, correct, new_states = self._gradients(x, y, w, global_weight, states)
+        if self.carried_state:
+            self.carried_state.write(new_states)  # Truncated BPTT: no gradient flows into the next batch.
         if self.replicas > 1:
             grads = context.all_reduce(SUM, grads)  # The global gradient, the same on every replica.
         grads, norm = self._clip(grads)
@@ -215,18 +233,24 @@ class Trainer:
 
     # --- evaluation ---------------------------------------------------------------------------------------------
 
-    def evaluate(self, dataset, max_batches=None):
+    def evaluate(self, dataset, max_batches=None, stateful=False):
         """Summed cross-entropy over every weighted target of a finite dataset of global batches.
+
+        With `stateful`, the batches are contiguous streams (`lmzoo.data.contiguous_lm_dataset`): the
+        `eval_state` starts from zeros and carries each batch's final states into the next.
 
         Returns:
             A dict of numpy values: `nats`, `weight`, `loss` (nats per weighted token), `accuracy`, `batches`.
         """
         totals = np.zeros(3)
         batches = 0
+        if stateful:
+            self.eval_state.reset()
+        step = self._stateful_eval_step if stateful else self._eval_step
         for batch in self.distribute(dataset):
             if max_batches is not None and batches >= max_batches:
                 break
-            totals += [float(v) for v in self._eval_step(tuple(batch))]
+            totals += [float(v) for v in step(tuple(batch))]
             batches += 1
         return {
             "nats": totals[0],
@@ -243,6 +267,16 @@ class Trainer:
     def _eval_replica_fn(self, *batch):
         x, y, w = split_batch(batch)
         return weighted_cross_entropy(y, self.model(x, training=False), w)
+
+    def _stateful_eval_step_fn(self, batch):
+        outputs = self.strategy.run(self._stateful_eval_replica, args=batch)
+        return [self.strategy.reduce(SUM, o, axis=None) for o in outputs]
+
+    def _stateful_eval_replica_fn(self, *batch):
+        x, y, w = split_batch(batch)
+        logits, states = self._forward(x, self.eval_state.read(), training=False)
+        self.eval_state.write(states)
+        return weighted_cross_entropy(y, logits, w)
 
     def current_learning_rate(self):
         """The learning rate the next update will use."""

@@ -70,12 +70,13 @@ class Task:
         study: the resolved study.
         data: the study's shared data (`StudyData`).
         seed: the run's seed (data order, masks, samples).
+        entry: the run's model entry of `study["models"]`, when the task depends on it.
     """
 
     objective = None
 
-    def __init__(self, study, data, seed):
-        self.study, self.data, self.seed = study, data, seed
+    def __init__(self, study, data, seed, entry=None):
+        self.study, self.data, self.seed, self.entry = study, data, seed, entry
         self.sequence_length = study["data"]["sequence_length"]
         self.batch_size = study["data"]["batch_size"]
 
@@ -122,6 +123,18 @@ class Task:
         per-replica batches. The order must be a pure function of the seed, so a resumed run is exact."""
         raise NotImplementedError
 
+    def steps_per_epoch(self):
+        """Training steps of one pass over the training split (the unit of `budget.epochs` and step decay)."""
+        raise NotImplementedError
+
+    def carried_state(self, model):
+        """The `CarriedState` training carries from batch to batch (truncated BPTT), or None."""
+        return None
+
+    def eval_state(self, model):
+        """The `CarriedState` a stateful evaluation carries through a split, or None."""
+        return None
+
     def has_split(self, split):
         """Whether `split` has anything to evaluate."""
         return len(self.data.encoded.split(split)) >= 2
@@ -135,6 +148,12 @@ class Task:
         return self.study["evaluation"]["batch_size"] or self.batch_size
 
     # --- metrics and results ------------------------------------------------------------------------------------
+
+    def evaluate(self, trainer, split, max_batches=None, final=False):
+        """The metrics of `split` (`{}` when it is empty); `final` marks the run's last, full-split evaluation."""
+        if not self.has_split(split):
+            return {}
+        return self.metrics(split, trainer.evaluate(self.eval_dataset(split), max_batches=max_batches))
 
     def metrics(self, split, sums):
         """`{loss, perplexity, accuracy, ...}` of `split` from the trainer's sums (`Trainer.evaluate`)."""

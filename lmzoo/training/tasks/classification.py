@@ -46,6 +46,10 @@ class ClassificationTask(Task):
     def train_dataset(self, start_step, input_context=None):
         return self._dataset("train", seed=self.seed).skip(start_step)
 
+    def steps_per_epoch(self):
+        texts, _ = lmdata.load_classification(self.finetune["source"], "train", seed=self.seed)
+        return max(1, len(texts) // self.batch_size)  # classification_dataset drops the incomplete batch
+
     def has_split(self, split):
         return True
 

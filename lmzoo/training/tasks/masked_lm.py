@@ -34,9 +34,15 @@ class MaskedLMTask(Task):
                                 input_context=input_context)
         return dataset.skip(start_step)
 
+    def steps_per_epoch(self):
+        return max(1, len(self.data.encoded.train) // self.sequence_length // self.batch_size)
+
     def eval_dataset(self, split):
         return self._dataset(self.data.encoded.split(split), batch_size=self.eval_batch_size(), seed=EVAL_MASK_SEED,
                              shuffle=False, repeat=False)
+
+    def record_fields(self, model):
+        return {**super().record_fields(model), "eval_protocol": "windows"}  # Fixed masks of every window.
 
     def metrics(self, split, sums):
         return {**super().metrics(split, sums), "bits_per_char": None}  # Not a code length: no bits per char.

@@ -136,9 +136,10 @@ class CausalLMTask(Task):
     def report_notes(records):
         notes = []
         carried = sorted({r["model"] for r in records if r.get("rnn_state") == "carry"})
+        others = sorted({r["model"] for r in records} - set(carried))
         if carried:
-            notes.append(f"{', '.join(carried)} carried their state across batches (truncated BPTT over "
-                         f"contiguous streams); the other models trained on random windows.")
+            notes.append(f"{', '.join(carried)} carried their state across batches (truncated BPTT over contiguous "
+                         f"streams)" + (f"; {', '.join(others)} trained on random windows." if others else "."))
         scored = {}
         for record in records:
             scored.setdefault(PROTOCOL_NOTES[record.get("eval_protocol", "windows")].format(**record), []).append(

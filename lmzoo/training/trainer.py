@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lmzoo.errors import LmzooError
 from lmzoo.metrics import token_losses
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -245,6 +246,9 @@ class Trainer:
         totals = np.zeros(3)
         batches = 0
         if stateful:
+            if self.eval_state is None:
+                raise LmzooError("evaluate(stateful=True) carries recurrent state: build the Trainer with "
+                                 "eval_state=lmzoo.training.state.CarriedState(model, eval_batch_size).")
             self.eval_state.reset()
         step = self._stateful_eval_step if stateful else self._eval_step
         for batch in self.distribute(dataset):

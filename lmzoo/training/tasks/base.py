@@ -9,6 +9,8 @@ Batches follow keras' data contract, `(x, y)` or `(x, y, sample_weight)`: the tr
 cross-entropy of `model(x)` against `y`, so a new objective needs no change to the trainer.
 """
 
+import tensorflow as tf
+
 from lmzoo import data as lmdata
 from lmzoo.errors import ConfigError
 from lmzoo.metrics import perplexity
@@ -112,8 +114,6 @@ class Task:
 
     def example_input(self):
         """One input batch's worth of zeros `(1, T)`, to trace the model graph for TensorBoard."""
-        import tensorflow as tf
-
         return tf.zeros((1, self.sequence_length), tf.int32)
 
     # --- data ---------------------------------------------------------------------------------------------------

@@ -103,3 +103,12 @@ def test_saved_study_reloads_to_the_same_config(tmp_path):
     save_study(study, tmp_path / "study.yaml")
     assert load_study(str(tmp_path / "study.yaml")) == study
     assert yaml.safe_load((tmp_path / "study.yaml").read_text())["budget"]["max_steps"] == 7
+
+
+def test_a_builtin_name_is_found_even_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "quickstart").mkdir()  # e.g. `lmzoo compare quickstart --out .` ran here before
+    monkeypatch.chdir(tmp_path)
+    assert load_study("quickstart")["name"] == "quickstart"
+    (tmp_path / "mine.yaml").mkdir()
+    with pytest.raises(ConfigError, match="Study 'mine.yaml' not found"):
+        load_study("mine.yaml")

@@ -276,9 +276,10 @@ def _read(study):
     if isinstance(study, dict):
         return copy.deepcopy(study)
     path = pathlib.Path(study)
-    if not path.exists() and not str(study).endswith((".yaml", ".yml")):
+    # A name is a built-in study even when the current directory holds a folder of that name (a study's output).
+    if not path.is_file() and not str(study).endswith((".yaml", ".yml")):
         path = STUDY_DIR / f"{study}.yaml"
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(
             f"Study {study!r} not found: give a YAML path or a built-in study ({', '.join(list_studies())})."
         )

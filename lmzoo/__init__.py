@@ -10,6 +10,8 @@ Examples:
 
 __version__ = "0.1.0"
 
+from lmzoo import saving as _saving
+
 # The public API is imported lazily so that `lmzoo --help` and `import lmzoo` stay fast: TensorFlow is only
 # loaded when a function that needs it is first used.
 _EXPORTS = {
@@ -22,9 +24,14 @@ _EXPORTS = {
     "list_models": "lmzoo.models",
     "size_model": "lmzoo.models",
     "load_model": "lmzoo.models",
+    "load_run": "lmzoo.saving",
     "load_study": "lmzoo.training",
     "compare": "lmzoo.training",
 }
+
+
+# Keras can load a saved lmzoo model after `import lmzoo` alone (without lmzoo loading TensorFlow now).
+_saving.register_with_keras()
 
 
 def __getattr__(name):

@@ -5,13 +5,16 @@ give is passed on as `None` (or left out), so the library's one definition of ea
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
+import warnings
 
 # The registries and the study schema import no TensorFlow: `lmzoo --help` and config errors stay instant.
 from lmzoo.benchmarks import list_benchmarks
-from lmzoo.errors import LmzooError
+from lmzoo.errors import LmzooError, LmzooWarning
+from lmzoo.imports import around_first_import, import_tensorflow_quietly
 from lmzoo.samplers import SAMPLERS
 from lmzoo.tokenizers import TOKENIZERS
 from lmzoo.training.config import DEFAULT_STUDY
@@ -59,11 +62,13 @@ def _cmd_train(args):
 
 
 def _exit_code(records):
-    failed = [f"{r['model']} seed {r['seed']}" for r in records if r.get("status") == "failed"]
+    failed = [r for r in records if r.get("status") == "failed"]
     if not failed:
         return 0
-    print(f"{len(failed)} of {len(records)} runs failed: {', '.join(failed)} (see report.md and each run's "
-          f"run.json); run the same command again to retry them.", file=sys.stderr)
+    print(f"{len(failed)} of {len(records)} runs failed (the report lists them; run the same command again to "
+          f"retry them):", file=sys.stderr)
+    for record in failed:
+        print(f"  {record['model']} seed {record['seed']}: {record.get('message', '')}", file=sys.stderr)
     return EXIT_RUNS_FAILED
 
 
@@ -80,7 +85,7 @@ _GENERATE_OPTIONS = ("max_new_tokens", "sampler", "temperature", "top_k", "top_p
 def _cmd_report(args):
     from lmzoo.training import report
 
-    path = report(args.study_dir)
+    path = report(args.study_dir, out_dir=args.out)
     print(f"Report written to {path}")
 
 
@@ -169,6 +174,7 @@ def build_parser():
 
     p = commands.add_parser("report", help="rebuild results.json/csv, report.md and plots of a study directory")
     p.add_argument("study_dir")
+    p.add_argument("--out", default=None, help="write the results, report and plots here (default: STUDY_DIR)")
     p.set_defaults(handler=_cmd_report)
 
     p = commands.add_parser("tensorboard", help="start TensorBoard on a study directory")
@@ -199,12 +205,24 @@ def build_parser():
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, command):
+    # lmzoo's own warnings are one line for the user; anything else keeps Python's format (file and line).
+    if issubclass(category, LmzooWarning):
+        print(f"lmzoo {command}: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv=None):
     """Entry point of the `lmzoo` console script; returns the process exit code."""
     # TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) drowns a command's own output; a
     # user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1"):
+        # Part of it is logged before TensorFlow reads the variable: held back at the file descriptor instead.
+        around_first_import("tensorflow", import_tensorflow_quietly)
     args = build_parser().parse_args(argv)
+    warnings.showwarning = functools.partial(_show_warning, command=args.command)
     try:
         code = args.handler(args)
     except LmzooError as error:

@@ -8,6 +8,11 @@ what to do, so a user never has to read a TensorFlow stack trace to find out whi
 class LmzooError(ValueError):
     """Bad input to lmzoo: the message names the input and the fix."""
 
+    # Keras re-raises an error raised inside a layer's `call` as a new one whose message adds "Exception
+    # encountered when calling ..." and the call's arguments (with terminal colour codes); it leaves alone an
+    # error that already carries this attribute. lmzoo's errors name the input themselves, so they pass through.
+    _keras_call_info_injected = True
+
 
 class ConfigError(LmzooError):
     """A study file or override that does not match the schema; the message gives the key's path."""
@@ -15,6 +20,10 @@ class ConfigError(LmzooError):
 
 class DataError(LmzooError):
     """A corpus, file or split that cannot be used; the message names the file and the fix."""
+
+
+class OutputError(LmzooError):
+    """A study's output cannot be written (a full disk, a read-only directory); the message names the directory."""
 
 
 class ArgumentError(LmzooError):
@@ -29,3 +38,7 @@ class ArgumentError(LmzooError):
         self.unknown = list(unknown)
         self.missing = list(missing)
         self.accepted = list(accepted)
+
+
+class LmzooWarning(UserWarning):
+    """Input lmzoo can use, but not as the user may expect (e.g. prompt characters outside the vocabulary)."""

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lmzoo.errors import LmzooError
-from lmzoo.training.checkpoints import write_json
+from lmzoo.training.files import write_json
 from lmzoo.training.reports import COLUMNS, mean_std, report
 
 REQUIRED = ("model", "seed", "params", "non_embedding_params", "train_tokens", "train_seconds", "valid_loss",

@@ -5,6 +5,7 @@ import numbers
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from lmzoo.errors import ArgumentError, LmzooError
@@ -60,6 +61,30 @@ def check_token_ids(token_ids, max_sequence_length=None):
     return token_ids if dtype == "int32" else ops.cast(token_ids, "int32")
 
 
+def check_token_range(token_ids, vocab_size):
+    """Raise `LmzooError` when concrete `token_ids` hold an id outside `[0, vocab_size)`.
+
+    An embedding lookup out of range is a bare `InvalidArgumentError` on a CPU and silently reads zeros on a GPU,
+    so ids passed by hand are checked here, at the model's boundary. Symbolic tensors (inside `tf.function`, as
+    in training, where the tokenizer made the ids) are not checked: they have no values yet.
+    """
+    concrete = isinstance(token_ids, np.ndarray) or (tf.is_tensor(token_ids) and tf.executing_eagerly())
+    if not concrete:
+        return
+    ids = np.asarray(token_ids)
+    if ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+        return  # check_token_ids names a wrong dtype
+    low, high = int(ids.min()), int(ids.max())
+    fix = "Encode text with the tokenizer the model was built for"
+    if low < 0:
+        raise LmzooError(f"token id {low} is negative: ids run from 0 to {vocab_size - 1}. {fix}.")
+    if high >= vocab_size:
+        raise LmzooError(
+            f"token id {high} is outside this model's vocabulary (vocab_size={vocab_size}: ids 0 to "
+            f"{vocab_size - 1}). {fix}, or build the model with vocab_size >= {high + 1}."
+        )
+
+
 class LanguageModel(keras.Model):
     """Base of every lmzoo language model: `(B, T)` int ids -> float32 logits `(B, T, vocab_size)`.
 
@@ -85,6 +110,7 @@ class LanguageModel(keras.Model):
         # Accept nested lists of ids, as tokenizers return them; keras only takes arrays and tensors.
         if isinstance(token_ids, (list, tuple)):
             token_ids = np.asarray(token_ids)
+        check_token_range(token_ids, self.vocab_size)
         return super().__call__(token_ids, *args, **kwargs)
 
     def build(self, input_shape=None):

@@ -40,6 +40,7 @@ class Tokenizer:
 
     name = None
     pad_id, unk_id, cls_id, sep_id, mask_id = 0, 1, 2, 3, 4
+    unit = "word"  # what `out_of_vocabulary` reports: "word" or "character"
     num_reserved_ids = len(RESERVED_TOKENS)  # ids below this are reserved; corpus units start here
     eos_id = None
 
@@ -78,6 +79,20 @@ class Tokenizer:
     def decode(self, ids):
         """Python convenience: a sequence of ids -> text (invalid UTF-8 from byte ids shows as U+FFFD)."""
         return self.detokenize(tf.constant(list(ids), tf.int32)).numpy().decode("utf-8", errors="replace")
+
+    def out_of_vocabulary(self, text):
+        """The distinct units of `text` this tokenizer can only encode as [UNK], in order of appearance.
+
+        A unit is a whitespace-separated word, or a character for character tokenizers (`unit`).
+
+        Examples:
+
+            >>> from lmzoo.tokenizers import build_tokenizer
+            >>> build_tokenizer("char", "hello world").out_of_vocabulary("hello Zürich")
+            ['Z', 'ü', 'c']
+        """
+        units = list(text) if self.unit == "character" else text.split()
+        return [unit for unit in dict.fromkeys(units) if self.unk_id in self.encode(unit)]
 
     def id_to_token(self, token_id):
         """The token string of one id."""

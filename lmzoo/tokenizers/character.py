@@ -25,6 +25,7 @@ class CharTokenizer(Tokenizer):
     """
 
     name = "char"
+    unit = "character"
 
     def __init__(self, characters):
         self.characters = "".join(sorted(set(characters)))

@@ -1,46 +1,25 @@
-"""Checkpoints of a run (model, optimizer, step) and atomic JSON/text writes.
+"""Checkpoints of a run (model, optimizer, step and any carried state), recovered when damaged.
 
 The data position is NOT stored: the training pipeline is deterministic for a given seed, so a resumed run
 skips the batches already consumed (`dataset.skip(step)`) and sees exactly the batches an uninterrupted run
 would have seen. Together with the restored model, optimizer and step this makes resumed results equal
 uninterrupted ones.
+
+A checkpoint that cannot be read back in full (a truncated `.data` or `.index` file) is moved aside and the run
+resumes from the one before it, or from the start when none is left. A save that fails (a full disk) leaves no
+half-written files, and the checkpoints saved before it stay the latest.
 """
 
-import json
-import os
 import pathlib
-import tempfile
+import re
+import shutil
 
 import tensorflow as tf
 
+from lmzoo.training.files import quarantine, writing
 
-def write_atomic(path, text):
-    """Write `text` to `path` through a temporary file and `os.replace`, so readers never see half a file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    """`write_atomic` of `obj` as indented JSON (numpy scalars become floats)."""
-    write_atomic(path, json.dumps(obj, indent=2, default=_to_builtin) + "\n")
-
-
-def read_json(path, default=None):
-    """The JSON object at `path`, or `default` when the file does not exist."""
-    path = pathlib.Path(path)
-    return json.loads(path.read_text()) if path.exists() else default
-
-
-def _to_builtin(value):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+_STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's index of the saved checkpoints
+_PREFIX = re.compile(r"^ckpt-(\d+)\.index$")
 
 
 class RunCheckpoint:
@@ -63,23 +42,96 @@ class RunCheckpoint:
         >>> ckpt.restore()  # 0 on a fresh run, else the step of the last checkpoint
         0
         >>> _ = ckpt.save(10)
-        >>> RunCheckpoint(ckpt.manager.directory, model, optimizer).restore()
+        >>> RunCheckpoint(ckpt.directory, model, optimizer).restore()
         10
     """
 
     def __init__(self, directory, model, optimizer, max_to_keep=2, **state):
+        self.directory = pathlib.Path(directory)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         state = {name: value for name, value in state.items() if value is not None}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step, **state)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
+        self._num_bytes = sum(_num_bytes(v) for v in [*model.weights, *optimizer.variables])
+        self._recover()
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep)
 
     def restore(self):
-        """Restore the latest checkpoint if there is one; return the step to resume from."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        """Restore the latest good checkpoint if there is one; return the step to resume from."""
+        prefixes = self._on_disk()
+        if prefixes:
+            self.checkpoint.restore(str(prefixes[-1])).expect_partial()
         return int(self.step.numpy())
 
     def save(self, step):
-        """Save the state after `step` training steps."""
+        """Save the state after `step` training steps; a failed save raises `OutputError` and leaves nothing."""
         self.step.assign(step)
-        return self.manager.save(checkpoint_number=step)
+        with writing(self.directory, needed_bytes=self._num_bytes, what=f"the checkpoint of step {step}"):
+            try:
+                return self.manager.save(checkpoint_number=step)
+            except BaseException:
+                self._remove_save(step)
+                raise
+
+    def _on_disk(self):
+        return [self.directory / f"ckpt-{step}" for step in saved_steps(self.directory)]
+
+    def _recover(self):
+        """Drop a crashed save's leftovers, move aside unreadable checkpoints (newest first) and point the
+        manager's index at the newest good one."""
+        for leftover in self.directory.glob("ckpt-*_temp"):  # a save interrupted before its final rename
+            shutil.rmtree(leftover, ignore_errors=True)
+        prefixes = self._on_disk()
+        while prefixes and (problem := _unreadable(prefixes[-1])):
+            bad = prefixes.pop()
+            quarantine(*_files_of(bad), reason=problem)
+        if prefixes or (self.directory / _STATE_FILE).exists():
+            self._write_index(prefixes)
+
+    def _write_index(self, prefixes):
+        state_file = self.directory / _STATE_FILE
+        with writing(self.directory, what="the checkpoint index"):
+            if not prefixes:
+                state_file.unlink(missing_ok=True)
+                return
+            paths = [str(p) for p in prefixes]  # the manager deletes the ones beyond max_to_keep at its next save
+            tf.compat.v1.train.update_checkpoint_state(str(self.directory), paths[-1], paths)
+
+    def _remove_save(self, step):
+        shutil.rmtree(self.directory / f"ckpt-{step}_temp", ignore_errors=True)
+        for path in _files_of(self.directory / f"ckpt-{step}"):
+            path.unlink(missing_ok=True)
+
+
+def _unreadable(prefix):
+    """Why the checkpoint at `prefix` cannot be read back in full, or None when every tensor reads."""
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # noqa: BLE001 - TF raises OpError, IndexError, ValueError... for damaged files
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+    return None
+
+
+def _files_of(prefix):
+    """The `.index` and `.data-*` files of the checkpoint at `prefix` (not files moved aside before)."""
+    shards = [p for p in prefix.parent.glob(prefix.name + ".data-*") if re.fullmatch(r".*\.data-\d+-of-\d+", p.name)]
+    return [prefix.with_name(prefix.name + ".index"), *sorted(shards)]
+
+
+def saved_steps(directory):
+    """The steps of the checkpoints in `directory`, oldest first (read from its files, not the manager's index).
+
+    Examples:
+
+        >>> saved_steps("/nonexistent")
+        []
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(m.group(1)) for m in map(_PREFIX.match, (p.name for p in directory.iterdir())) if m)
+
+
+def _num_bytes(variable):
+    return int(tf.TensorShape(variable.shape).num_elements() or 0) * tf.as_dtype(variable.dtype).size

@@ -17,6 +17,7 @@ import yaml
 from lmzoo.errors import ConfigError
 from lmzoo.models.registry import MODELS
 from lmzoo.tokenizers import TOKENIZERS
+from lmzoo.training.files import write_atomic
 from lmzoo.training.registries import DECAYS, DTYPE_POLICIES, OPTIMIZERS, STRATEGIES
 
 def _find_study_dir():
@@ -252,10 +253,7 @@ def list_studies():
 
 def save_study(study, path):
     """Write the resolved study as YAML (what a run directory keeps as `study.yaml`)."""
-    path = pathlib.Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(study, sort_keys=False))
-    tmp.replace(path)
+    write_atomic(path, yaml.safe_dump(study, sort_keys=False))  # unchanged: not rewritten
 
 
 def study_defaults():

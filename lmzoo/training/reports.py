@@ -13,7 +13,7 @@ import statistics
 import yaml
 
 from lmzoo.errors import LmzooError
-from lmzoo.training.checkpoints import read_json, write_atomic, write_json
+from lmzoo.training.files import notice, quarantine, read_json, write_atomic, write_json
 from lmzoo.training.registries import TASKS
 
 # The columns of results.csv, in order; a record's other scalar keys follow them.
@@ -37,11 +37,14 @@ SUMMARY = (
 PLOT_AXES = (("tokens", "training tokens"), ("flops", "training FLOPs"), ("seconds", "training seconds"))
 
 
-def report(study_dir):
+def report(study_dir, out_dir=None):
     """Rebuild `results.json`, `results.csv`, `report.md` and `plots/*.png` of a study directory.
+
+    Files whose content has not changed are not rewritten, so reporting a finished study writes nothing.
 
     Args:
         study_dir: `OUT/STUDY_NAME`, as written by `compare`.
+        out_dir: where to write them (default: `study_dir`); e.g. a writable copy of a read-only study.
 
     Returns:
         The path of `report.md`.
@@ -52,31 +55,51 @@ def report(study_dir):
         PosixPath('runs/quickstart/report.md')
     """
     study_dir = pathlib.Path(study_dir)
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else study_dir
     records = collect_runs(study_dir)
     study = _read_study(study_dir)
-    write_results(study_dir, records)
-    write_plots(study_dir, records)
-    path = study_dir / "report.md"
+    write_results(out_dir, records)
+    write_plots(out_dir, records)
+    path = out_dir / "report.md"
     write_atomic(path, markdown_report(records, study))
     return path
 
 
 def collect_runs(study_dir):
-    """The `run.json` records of every run of a study, in the study's model order, then by seed."""
+    """The `run.json` records of every run of a study, in the study's model order, then by seed.
+
+    A `run.json` that is not a run's record (corrupt, or edited beyond its `model` and `seed`) is moved aside
+    with one line saying so, and left out.
+    """
     run_files = sorted(pathlib.Path(study_dir).glob("runs/*/run.json"))
     if not run_files:
         raise LmzooError(
             f"No runs in {str(study_dir)!r}: expected runs/<run>/run.json. Pass a study directory written by "
             f"`lmzoo compare` (OUT/STUDY_NAME)."
         )
-    records = [read_json(path) for path in run_files]
+    records = []
+    for path in run_files:
+        record = read_json(path)
+        if record is not None and not {"model", "seed"} <= record.keys():
+            quarantine(path, reason="no 'model' or 'seed' in it")
+        elif record is not None:
+            records.append(record)
+    if not records:
+        raise LmzooError(
+            f"No readable run.json in {str(study_dir)!r}: every one was corrupt and moved aside. Run the study "
+            f"again with `lmzoo compare` to resume its runs from their checkpoints."
+        )
     order = {m["name"]: i for i, m in enumerate((_read_study(study_dir) or {}).get("models", []))}
     return sorted(records, key=lambda r: (order.get(r["model"], len(order)), r["model"], r["seed"]))
 
 
 def _read_study(study_dir):
     path = pathlib.Path(study_dir) / "study.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else None
+    try:
+        return yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as error:
+        notice(f"{path} is not valid YAML ({str(error).splitlines()[0]}); the report keeps the runs' own order.")
+        return None
 
 
 def result_row(record):
@@ -205,7 +228,6 @@ def write_plots(study_dir, records):
     from matplotlib.figure import Figure
 
     plots = pathlib.Path(study_dir) / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
     paths = []
     for axis, label in PLOT_AXES:
         figure = Figure(figsize=(6, 4), dpi=100)  # No pyplot: no global figure state in library code.
@@ -223,7 +245,9 @@ def write_plots(study_dir, records):
         if curves:
             ax.legend(fontsize="small")
         path = plots / f"valid_loss_vs_{axis}.png"
-        FigureCanvasAgg(figure).print_png(str(path))
+        png = io.BytesIO()
+        FigureCanvasAgg(figure).print_png(png)
+        write_atomic(path, png.getvalue())  # the same curves make the same bytes: not rewritten
         paths.append(path)
     return paths
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.models import model_class
-from lmzoo.training import checkpoints, progress, records, strategy as strategies
+from lmzoo.training import checkpoints, files, progress, records, strategy as strategies
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
@@ -166,6 +166,12 @@ def _checkpoint_for(run, strategy):
                                      train_seconds=run.train_seconds)
 
 
+def is_finished(study_dir, entry, seed):
+    """Whether the run of `entry` with `seed` finished in `study_dir` (its `run.json` says so)."""
+    record = files.read_json(study_dir / "runs" / run_name(entry, seed) / "run.json", {})
+    return record.get("status") == FINISHED
+
+
 def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False, show_progress=True):
     """Train, evaluate and log one run, resuming from its last checkpoint; skip it if it already finished.
 
@@ -191,8 +197,10 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
         'finished'
     """
     run_json = study_dir / "runs" / run_name(entry, seed) / "run.json"
-    previous = checkpoints.read_json(run_json, {})
+    previous = files.read_json(run_json, {})
     if previous.get("status") == FINISHED and not force:
+        if show_progress and strategies.is_chief(strategy):
+            files.notice(f"{run_name(entry, seed)}: already finished, skipped (--force trains it again).")
         return previous
     if force:
         _clear_run(run_json.parent, study_dir / "logs" / run_name(entry, seed))
@@ -211,14 +219,22 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
 def _crash(study_dir, entry, seed, previous, error):
     run_dir = study_dir / "runs" / run_name(entry, seed)
     log = run_dir / "error.log"
-    checkpoints.write_atomic(log, traceback.format_exc())
+    files.write_atomic(log, traceback.format_exc())
     first_line = (str(error).strip().splitlines() or [""])[0][:300]
     record = {**previous, "model": entry["name"], "family": entry["family"], "seed": seed, "status": FAILED,
-              "message": f"{type(error).__name__}: {first_line} (traceback in {log}); run the study again to "
-                         f"resume from the last checkpoint."}
-    checkpoints.write_json(run_dir / "run.json", record)
+              "message": f"{type(error).__name__}: {first_line} (traceback in {log}); "
+                         f"{_last_good_state(run_dir / 'checkpoints')}"}
+    files.write_json(run_dir / "run.json", record)
     print(records.summary_line(record), file=sys.stderr)
     return record
+
+
+def _last_good_state(checkpoint_dir):
+    """Where a failed run's last good state is, and what running the study again does with it."""
+    steps = checkpoints.saved_steps(checkpoint_dir)
+    if not steps:
+        return "no checkpoint was saved before it: running the study again starts this run over."
+    return f"its last good checkpoint is step {steps[-1]} in {checkpoint_dir}: running the study again resumes there."
 
 
 def _clear_run(*directories):
@@ -229,6 +245,8 @@ def _clear_run(*directories):
 
 def _train(run, previous, show_progress):
     start = run.checkpoint.restore()
+    if start and run.chief and show_progress:
+        files.notice(f"{run.name}: resuming from step {start} of {run.total_steps}.")
     history = records.history_until(previous, start)
     record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": history}
     if start == 0:
@@ -293,8 +311,8 @@ def _evaluate(run, record, step, seconds, train_loss):
 
 def _fail(run, record, step, seconds, bar, loss):
     message = (
-        f"loss became {loss} at step {step}: training stopped; the last good checkpoint is kept in "
-        f"{run.run_dir / 'checkpoints'}. Lower optimizer.learning_rate or check train.dtype_policy."
+        f"loss became {loss} at step {step}: training stopped. Lower optimizer.learning_rate or check "
+        f"train.dtype_policy; {_last_good_state(run.run_dir / 'checkpoints')}"
     )
     record.update(status=FAILED, message=message, train_steps=step, train_seconds=seconds)
     bar.close(f"{run.name}: FAILED, {message}")
@@ -311,8 +329,9 @@ def _finish(run, record, step, seconds, bar):
     record = records.with_results(run, record, valid, test)
     run.logger.scalars("validation", {"final_" + k: v for k, v in valid.items()}, step)
     if run.chief:
-        run.model.save(run.run_dir / "model.keras")
-        run.task.data.tokenizer.save(run.run_dir / "tokenizer")
+        with files.writing(run.run_dir, what="the final model and tokenizer"):
+            run.model.save(run.run_dir / "model.keras")
+            run.task.data.tokenizer.save(run.run_dir / "tokenizer")
     if run.study["finetune"]["source"]:
         record.update(finetune(run))
     _write_record(run, record)
@@ -323,7 +342,7 @@ def _finish(run, record, step, seconds, bar):
 
 def _write_record(run, record):
     if run.chief:
-        checkpoints.write_json(run.run_dir / "run.json", record)
+        files.write_json(run.run_dir / "run.json", record)
 
 
 def finetune(run):

@@ -7,9 +7,10 @@ A study directory `OUT/STUDY_NAME/` holds `study.yaml` (the resolved config), `r
 
 import pathlib
 import sys
+import warnings
 
-from lmzoo.errors import ConfigError, LmzooError
-from lmzoo.training import checkpoints
+from lmzoo.errors import ConfigError, LmzooError, LmzooWarning
+from lmzoo.training import files
 from lmzoo.training.config import DEFAULT_STUDY, load_study, save_study
 
 DEFAULT_OUT = "runs"
@@ -86,20 +87,22 @@ def _run_study(study, entries, seeds, out_dir, force, show_progress, tf_strategy
     # TensorFlow is imported here, after the study's schema is checked: a config error never waits for it.
     from lmzoo.training import reports
     from lmzoo.training.records import record_hparams
-    from lmzoo.training.run import execute_run
+    from lmzoo.training.run import execute_run, is_finished
     from lmzoo.training.strategy import is_chief, select_strategy
     from lmzoo.training.tasks import StudyData
     from lmzoo.training.tensorboard import write_hparams_config
-    from lmzoo.training.validation import validate_study
+    from lmzoo.training.validation import validate_data, validate_study
 
     # Everything that can be checked is checked before anything is written or trained.
     validate_study(study)
     strategy = tf_strategy or select_strategy(study["train"]["strategy"])
     shared = StudyData(study)
+    validate_data(study, shared, entries)
     study_dir = study_directory(study, out_dir)
     chief = is_chief(strategy)
+    if chief and (force or not all(is_finished(study_dir, e, s) for e in entries for s in seeds)):
+        files.check_writable(study_dir)  # A read-only or missing --out fails now, not after the first run.
     if chief:
-        study_dir.mkdir(parents=True, exist_ok=True)
         save_study(study, study_dir / "study.yaml")
     records = []
     for entry in entries:
@@ -130,23 +133,25 @@ def generate(run_dir, prompt, *, max_new_tokens=100, sampler=None, temperature=N
 
         >>> print(generate("runs/quickstart/runs/gpt-seed0", "ROMEO:", max_new_tokens=40))  # doctest: +SKIP
     """
-    from lmzoo.models import load_model
-    from lmzoo.tokenizers import load_tokenizer
+    from lmzoo.saving import load_run
 
-    run_dir = pathlib.Path(run_dir)
-    if not (run_dir / "model.keras").exists():
-        status = (checkpoints.read_json(run_dir / "run.json") or {}).get("status", "missing")
-        raise LmzooError(
-            f"No final model in {str(run_dir)!r} (run status: {status}): pass a finished run directory, "
-            f"STUDY_DIR/runs/<run_name>, or finish the run with `lmzoo compare` first."
-        )
-    model = load_model(run_dir / "model.keras")
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    model, tokenizer = load_run(run_dir)
     if not getattr(model, "is_causal", False):
         raise LmzooError(f"The model in {str(run_dir)!r} is not a causal language model and cannot generate text.")
+    _warn_out_of_vocabulary(prompt, tokenizer)
     prompt_length = len(tokenizer.encode(prompt))
     limit = getattr(model, "max_sequence_length", None)
     total = prompt_length + max_new_tokens if limit is None else min(prompt_length + max_new_tokens, limit)
     options = {k: v for k, v in dict(sampler=sampler, temperature=temperature, top_k=top_k, top_p=top_p,
                                      seed=seed).items() if v is not None}
     return model.generate_text(tokenizer, prompt, total, **options)
+
+
+def _warn_out_of_vocabulary(prompt, tokenizer):
+    unknown = tokenizer.out_of_vocabulary(prompt)
+    if unknown:
+        shown = ", ".join(repr(unit) for unit in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
+        warnings.warn(LmzooWarning(
+            f"the prompt has {len(unknown)} {tokenizer.unit}(s) outside the "
+            f"run's vocabulary, each read as {tokenizer.id_to_token(tokenizer.unk_id)}: {shown}."
+        ), stacklevel=3)

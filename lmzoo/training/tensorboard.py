@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from lmzoo.errors import LmzooError
+from lmzoo.training.files import read_json, write_json, writing
 
 # The final metrics the HParams dashboard shows for each run: (tag, group = the run's subdirectory).
 HPARAM_METRICS = (
@@ -107,9 +108,15 @@ def write_hparams_config(log_root, hparams_rows):
         hparams_rows: one `{name: value}` dict per run (the union of names becomes the columns).
     """
     names = sorted({k for row in hparams_rows for k in row})
+    # Each declaration is a new event file: a study run again with the same columns declares nothing (and
+    # writes nothing to a finished study's directory).
+    declared = pathlib.Path(log_root) / ".hparams_columns.json"
+    if read_json(declared, {}).get("columns") == names:
+        return
     metrics = [hp.Metric(tag, group=group, display_name=f"{group}/{tag}") for tag, group in HPARAM_METRICS]
-    with tf.summary.create_file_writer(str(log_root)).as_default():
+    with writing(log_root, what="the TensorBoard logs"), tf.summary.create_file_writer(str(log_root)).as_default():
         hp.hparams_config(hparams=[hp.HParam(n) for n in names], metrics=metrics)
+    write_json(declared, {"columns": names})
 
 
 def tensorboard_command(study_dir, port=6006, host="localhost"):

@@ -3,7 +3,8 @@
 `load_study` checks the study's shape against the schema without TensorFlow; `validate_study` goes on to what
 needs the model classes: each entry's constructor arguments (names and values, presets and sizing resolved),
 its task's requirements (windows that fit the model), and the tokenizer's options. A bad last entry therefore
-fails in seconds, naming its key path, and no run directory is created.
+fails in seconds, naming its key path, and no run directory is created. `validate_data` checks the windows
+against the tokenized splits, once they are loaded, still before anything is written.
 """
 
 from lmzoo.errors import ConfigError, LmzooError
@@ -36,6 +37,17 @@ def validate_study(study):
         check_tokenizer_options(tokenizer["name"], tokenizer["options"])
     except LmzooError as error:
         raise ConfigError(f"tokenizer.options: {error}") from None
+
+
+def validate_data(study, shared, entries):
+    """Raise `DataError` when a run's training windows do not fit the study's data (a window longer than the
+    training split, fewer windows than one batch), before anything is written.
+
+    Each entry's training pipeline is built once, not iterated: building it checks its windows against the
+    split, in milliseconds.
+    """
+    for entry in entries:
+        task_class(model_class(entry["family"]))(study, shared, 0, entry).train_dataset(0)
 
 
 def _checked_config(entry, path):

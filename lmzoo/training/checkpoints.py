@@ -16,7 +16,7 @@ import shutil
 
 import tensorflow as tf
 
-from lmzoo.training.files import quarantine, writing
+from lmzoo.training.files import quarantine, write_atomic, writing
 
 _STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's index of the saved checkpoints
 _PREFIX = re.compile(r"^ckpt-(\d+)\.index$")
@@ -83,18 +83,25 @@ class RunCheckpoint:
         prefixes = self._on_disk()
         while prefixes and (problem := _unreadable(prefixes[-1])):
             bad = prefixes.pop()
-            quarantine(*_files_of(bad), reason=problem)
+            quarantine(*_files_of(bad), reason=problem, what=f"checkpoint {bad}")
         if prefixes or (self.directory / _STATE_FILE).exists():
             self._write_index(prefixes)
 
     def _write_index(self, prefixes):
+        # The manager's index is a CheckpointState text proto; written here with the study's other state files
+        # (TF's own writer for it is deprecated). Paths are relative to the directory, as the manager's are.
         state_file = self.directory / _STATE_FILE
-        with writing(self.directory, what="the checkpoint index"):
-            if not prefixes:
+        if not prefixes:
+            with writing(self.directory, what="the checkpoint index"):
                 state_file.unlink(missing_ok=True)
-                return
-            paths = [str(p) for p in prefixes]  # the manager deletes the ones beyond max_to_keep at its next save
-            tf.compat.v1.train.update_checkpoint_state(str(self.directory), paths[-1], paths)
+            return
+        lines = [f'model_checkpoint_path: "{prefixes[-1].name}"']
+        lines += [f'all_model_checkpoint_paths: "{prefix.name}"' for prefix in prefixes]
+        # Their save times, after the last preserved one: the manager then deletes those beyond max_to_keep at
+        # its next save (without times it would keep them forever).
+        lines += [f"all_model_checkpoint_timestamps: {_index_file(p).stat().st_mtime}" for p in prefixes]
+        lines += ["last_preserved_timestamp: 0.0"]
+        write_atomic(state_file, "\n".join(lines) + "\n")
 
     def _remove_save(self, step):
         shutil.rmtree(self.directory / f"ckpt-{step}_temp", ignore_errors=True)
@@ -116,7 +123,11 @@ def _unreadable(prefix):
 def _files_of(prefix):
     """The `.index` and `.data-*` files of the checkpoint at `prefix` (not files moved aside before)."""
     shards = [p for p in prefix.parent.glob(prefix.name + ".data-*") if re.fullmatch(r".*\.data-\d+-of-\d+", p.name)]
-    return [prefix.with_name(prefix.name + ".index"), *sorted(shards)]
+    return [_index_file(prefix), *sorted(shards)]
+
+
+def _index_file(prefix):
+    return prefix.with_name(prefix.name + ".index")
 
 
 def saved_steps(directory):

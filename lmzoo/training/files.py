@@ -112,11 +112,13 @@ def read_json(path, default=None):
     return value
 
 
-def quarantine(*paths, reason):
+def quarantine(*paths, reason, what=None):
     """Move corrupt files aside to `NAME.corrupt-<time>` (kept for inspection) and say so in one line.
 
-    On a read-only directory the files stay where they are and are ignored. Returns the new paths.
+    `what` names them in that line (default: the first path). On a read-only directory the files stay where they
+    are and are ignored. Returns the new paths.
     """
+    what = what or paths[0]
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
     for path in map(pathlib.Path, paths):
@@ -124,11 +126,11 @@ def quarantine(*paths, reason):
         try:
             path.replace(target)
         except OSError:
-            notice(f"{path} is corrupt ({reason}); ignored (its directory is not writable).")
-            continue
+            notice(f"{what} is corrupt ({reason}); ignored (its directory is not writable).")
+            return moved
         moved.append(target)
     if moved:
-        notice(f"{paths[0]} is corrupt ({reason}); moved aside to {', '.join(p.name for p in moved)}.")
+        notice(f"{what} is corrupt ({reason}); moved aside to {', '.join(p.name for p in moved)}.")
     return moved
 
 

@@ -27,6 +27,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.width = width
         self.began = time.perf_counter()
+        self.drawn = False  # a bar is on the current line
 
     def update(self, step, loss=None, speed=None):
         if not self.enabled:
@@ -45,6 +46,14 @@ class ProgressBar:
         line += f" ETA {_clock(eta)}"
         self.stream.write(line)
         self.stream.flush()
+        self.drawn = True
+
+    def end_line(self):
+        """End a drawn bar's line, so what is printed next starts on a line of its own."""
+        if self.enabled and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
 
     def close(self, summary):
         """End the bar's line and print the run's one-line summary."""
@@ -52,6 +61,7 @@ class ProgressBar:
             return
         self.stream.write("\r\033[K" + summary + "\n")
         self.stream.flush()
+        self.drawn = False
 
 
 def _clock(seconds):

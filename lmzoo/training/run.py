@@ -254,6 +254,15 @@ def _train(run, previous, show_progress):
         run.logger.graph(run.model, run.task.example_input())
     iterator = run.train_iterator(start)
     bar = progress.ProgressBar(run.name, run.total_steps, start=start, enabled=show_progress and run.chief)
+    try:
+        return _train_steps(run, record, iterator, start, bar)
+    except BaseException:
+        bar.end_line()  # an error message (or Ctrl-C's) starts on a line of its own
+        raise
+
+
+def _train_steps(run, record, iterator, start, bar):
+    """Train from `start` to the run's last step, evaluating and checkpointing on the way; the final record."""
     step, seconds = start, float(run.train_seconds.numpy())
     steady_tokens, steady_seconds, first_chunk = 0, 0.0, True
     tokens_per_step = run.task.tokens_per_step()

@@ -34,8 +34,15 @@ def _print_json_or_table(result, as_json, table_fn):
 
 
 def _cmd_compare(args):
-    from lmzoo.training import compare
+    from lmzoo.training import compare, plan_study
 
+    if args.plan:
+        from lmzoo.training.plan import format_plan
+
+        rows, shard = plan_study(args.study or DEFAULT_STUDY, max_steps=args.max_steps, overrides=args.set,
+                           shard=args.shard, shard_count=args.shard_count)
+        print(format_plan(rows, shard))
+        return 0
     return _exit_code(compare(
         args.study or DEFAULT_STUDY,
         out_dir=args.out,
@@ -43,6 +50,8 @@ def _cmd_compare(args):
         overrides=args.set,
         strategy=args.strategy,
         force=args.force,
+        shard=args.shard,
+        shard_count=args.shard_count,
     ))
 
 
@@ -62,6 +71,10 @@ def _cmd_train(args):
 
 
 def _exit_code(records):
+    elsewhere = [f"{r['model']} seed {r['seed']}" for r in records if r.get("status") == "running"]
+    if elsewhere:
+        print(f"{len(elsewhere)} run(s) were being trained by other processes: {', '.join(elsewhere)}; the last "
+              f"process to finish writes the complete report (or run `lmzoo report STUDY_DIR`).", file=sys.stderr)
     failed = [r for r in records if r.get("status") == "failed"]
     if not failed:
         return 0
@@ -152,6 +165,13 @@ def build_parser():
     p = commands.add_parser("compare", help="train every model of a study under a matched budget and report")
     p.add_argument("study", nargs="?", help=f"a study YAML path or a built-in name (default: {DEFAULT_STUDY})")
     _add_study_options(p)
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="train only shard I of N of the runs (default: SLURM_ARRAY_TASK_ID/COUNT or "
+                        "JOB_COMPLETION_INDEX when set, else every run)")
+    p.add_argument("--shard-count", type=int, default=None, metavar="N",
+                   help="the number of shards when the scheduler exports only an index (JOB_COMPLETION_INDEX)")
+    p.add_argument("--plan", action="store_true",
+                   help="print every run with its planned steps, FLOPs and shard, and train nothing")
     p.set_defaults(handler=_cmd_compare)
 
     p = commands.add_parser("train", help="train one model of a study (one run of `compare`)")

@@ -199,6 +199,12 @@ class LanguageModel(keras.Model):
         """`num_non_embedding_parameters()` of `cls(**config)` in closed form, for a full config, building nothing."""
         raise NotImplementedError
 
+    @classmethod
+    def count_flops_per_token(cls, config, sequence_length):
+        """`flops_per_token(sequence_length)` of `cls(**config)` for a full config, building nothing (the
+        planned cost of a run before its model exists)."""
+        raise NotImplementedError
+
     # ----- accounting -------------------------------------------------------------------------------------
 
     def num_parameters(self):
@@ -215,8 +221,8 @@ class LanguageModel(keras.Model):
         return self.num_parameters() - embedding
 
     def flops_per_token(self, sequence_length):
-        """Training FLOPs (forward + backward) per token at `sequence_length`."""
-        raise NotImplementedError
+        """Training FLOPs (forward + backward) per token at `sequence_length` (see `count_flops_per_token`)."""
+        return self.count_flops_per_token(self.get_config(), sequence_length)
 
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """Bytes of state one sequence carries while generating at `sequence_length`."""

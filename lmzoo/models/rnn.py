@@ -164,14 +164,15 @@ class RNNLM(LanguageModel):
     def embedding_weights(self):
         return self.embedding.weights  # the input table, and the output table when untied
 
-    def flops_per_token(self, sequence_length):
+    @classmethod
+    def count_flops_per_token(cls, config, sequence_length):
         """6 x the weights multiplied per token: gates x H x (input + H) per layer, projection, output layer.
 
         `sequence_length` does not matter for an RNN; it is accepted so every model has one signature.
         """
-        width = self.embedding_dim or self.hidden_dim
-        matmul = rnn_matmul_params(self.cell, self.hidden_dim, self.num_layers, self.embedding_dim)
-        return 6 * (matmul + width * self.vocab_size)
+        width = config["embedding_dim"] or config["hidden_dim"]
+        matmul = rnn_matmul_params(config["cell"], config["hidden_dim"], config["num_layers"], config["embedding_dim"])
+        return 6 * (matmul + width * config["vocab_size"])
 
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """The recurrent state: layers x states per layer x H values, whatever the length."""

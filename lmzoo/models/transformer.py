@@ -101,14 +101,15 @@ class TransformerLM(LanguageModel):
         positions = layer.weights if self.position == "learned" else []
         return [*self.embeddings.token_embedding.weights, *positions]
 
-    def flops_per_token(self, sequence_length):
+    @classmethod
+    def count_flops_per_token(cls, config, sequence_length):
         """6 (N + D V) for the weight matmuls (the tied head's D V included), plus 12 L T D for attention.
 
         The attention term counts QK^T and AV (2 T D multiply-adds per layer, forward) over the full context,
         times 3 for forward and backward, as in PaLM's appendix B.
         """
-        dense = self.num_non_embedding_parameters() + self.hidden_dim * self.vocab_size
-        return 6 * dense + 12 * self.num_layers * sequence_length * self.hidden_dim
+        dense = cls.count_non_embedding_params(config) + config["hidden_dim"] * config["vocab_size"]
+        return 6 * dense + 12 * config["num_layers"] * sequence_length * config["hidden_dim"]
 
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """The key/value cache: 2 (K and V) x layers x T x D values."""

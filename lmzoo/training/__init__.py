@@ -13,6 +13,7 @@ from lmzoo.training.config import list_studies, load_study
 # Everything below needs TensorFlow: imported on first use so that reading a study stays instant.
 _EXPORTS = {
     "compare": "lmzoo.training.runner",
+    "plan_study": "lmzoo.training.runner",
     "train": "lmzoo.training.runner",
     "generate": "lmzoo.training.runner",
     "report": "lmzoo.training.reports",

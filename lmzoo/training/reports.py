@@ -154,7 +154,7 @@ def markdown_report(records, study=None):
         lines += [study["description"].strip(), ""]
     lines += _settings_lines(records, study)
     lines += ["## Mean ± std over seeds", "", _summary_table(summarize(records)), ""]
-    lines += _notes(records)
+    lines += _notes(records, study)
     lines += ["## Every run", "", _runs_table(records), ""]
     lines += ["## Plots", ""] + [f"![valid loss vs {label}](plots/valid_loss_vs_{axis}.png)"
                                  for axis, label in PLOT_AXES] + [""]
@@ -201,7 +201,7 @@ def _cell(value):
     return str(value).replace("|", "/")
 
 
-def _notes(records):
+def _notes(records, study=None):
     notes = []
     entropy = next((r["entropy_rate"] for r in records if r.get("entropy_rate") is not None), None)
     if entropy is not None:
@@ -215,11 +215,32 @@ def _notes(records):
     failed = [r for r in records if r.get("status") == "failed"]
     for r in failed:
         notes.append(f"* {r['model']} seed {r['seed']} failed: {r.get('message', '')}")
+    notes += _progress_notes(records, study)
     finetuned = [r for r in records if r.get("finetune_valid_accuracy") is not None]
     if finetuned:
         notes.append("* Fine-tuned valid accuracy: " + ", ".join(
             f"{r['model']} (seed {r['seed']}) {r['finetune_valid_accuracy']:.3f}" for r in finetuned) + ".")
     return (["## Notes", "", *notes, ""]) if notes else []
+
+
+def _progress_notes(records, study):
+    """Which runs are unfinished or missing (a shard not run yet), and how many processes and hosts trained."""
+    notes = []
+    unfinished = [f"{r['model']} seed {r['seed']}" for r in records if r.get("status") not in ("finished", "failed")]
+    if unfinished:
+        notes.append(f"* Not finished yet: {', '.join(unfinished)}.")
+    seen = {(r["model"], r["seed"]) for r in records}
+    expected = [(m["name"], seed) for m in (study or {}).get("models", [])
+                for seed in (study or {}).get("train", {}).get("seeds", [])]
+    missing = [f"{model} seed {seed}" for model, seed in expected if (model, seed) not in seen]
+    if missing:
+        notes.append(f"* Missing (never started; run their shard or `lmzoo compare` again): {', '.join(missing)}.")
+    processes = {p for r in records for p in r.get("processes", [])}
+    if processes:
+        hosts = {p.rsplit(":", 1)[0] for p in processes}
+        notes.append(f"* Trained by {len(processes)} process{'es' if len(processes) > 1 else ''} on {len(hosts)} "
+                     f"host{'s' if len(hosts) > 1 else ''}.")
+    return notes
 
 
 def write_plots(study_dir, records):

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.models import model_class
-from lmzoo.training import checkpoints, files, progress, records, strategy as strategies
+from lmzoo.training import checkpoints, files, locks, progress, records, strategy as strategies
+from lmzoo.training.plan import planned_steps, run_name
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
@@ -25,40 +26,9 @@ from lmzoo.training.tensorboard import RunLogger
 from lmzoo.training.trainer import Trainer
 
 
-def run_name(model_entry, seed):
-    """The directory name of the run of `model_entry` with `seed`, e.g. `gpt-seed0`."""
-    return f"{model_entry['name']}-seed{seed}"
-
-
 def seed_everything(seed):
     """Seed Python, NumPy and Keras (whose generator initialises weights): this function's whole job."""
     keras.utils.set_random_seed(seed)
-
-
-def planned_steps(budget, tokens_per_step, flops_per_step, steps_per_epoch):
-    """The number of steps a budget allows: the least of `steps`, `tokens`, `flops` and `epochs`, capped by
-    `max_steps`.
-
-    Examples:
-
-        >>> budget = {"steps": 100, "tokens": 1280, "flops": None, "epochs": None, "max_steps": None}
-        >>> planned_steps(budget, 64, 1e6, steps_per_epoch=7)
-        20
-        >>> planned_steps({**budget, "epochs": 2}, 64, 1e6, steps_per_epoch=7)
-        14
-    """
-    limits = []
-    if budget["steps"] is not None:
-        limits.append(budget["steps"])
-    if budget["epochs"] is not None:
-        limits.append(budget["epochs"] * steps_per_epoch)
-    if budget["tokens"] is not None:
-        limits.append(math.ceil(budget["tokens"] / tokens_per_step))
-    if budget["flops"] is not None:
-        limits.append(max(1, int(budget["flops"] // flops_per_step)))
-    if budget.get("max_steps") is not None:
-        limits.append(budget["max_steps"])
-    return max(1, min(limits))
 
 
 def build_trainer(model, study, task, schedule, *, strategy, jit_compile):
@@ -97,6 +67,7 @@ class Run:
         self.name = run_name(entry, seed)
         self.run_dir = study_dir / "runs" / self.name
         self.chief = strategies.is_chief(strategy)
+        self.lock = None  # the `locks.Lock` this process holds on the run, if any (set by `execute_run`)
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(study_dir / "logs" / self.name, enabled=self.chief)
@@ -196,17 +167,49 @@ def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False,
         >>> record["status"]  # doctest: +SKIP
         'finished'
     """
-    run_json = study_dir / "runs" / run_name(entry, seed) / "run.json"
+    name = run_name(entry, seed)
+    run_json = study_dir / "runs" / name / "run.json"
     previous = files.read_json(run_json, {})
     if previous.get("status") == FINISHED and not force:
-        if show_progress and strategies.is_chief(strategy):
-            files.notice(f"{run_name(entry, seed)}: already finished, skipped (--force trains it again).")
-        return previous
-    if force:
-        _clear_run(run_json.parent, study_dir / "logs" / run_name(entry, seed))
-        previous = {}
+        return _skip(name, previous, "already finished, skipped (--force trains it again)", strategy, show_progress)
+    lock = _run_lock(study_dir, name, strategy)
+    if lock is not None and not lock.acquire():
+        elsewhere = {**previous, "model": entry["name"], "family": entry["family"], "seed": seed,
+                     "status": previous.get("status", RUNNING), "message": f"being trained by {lock.holder}"}
+        return _skip(name, elsewhere, f"being trained by {lock.holder}, skipped", strategy, show_progress)
+    try:
+        if lock is not None and lock.took_over and show_progress:
+            files.notice(f"{name}: took over the lock of {lock.took_over}, which is gone.")
+        previous = files.read_json(run_json, {})  # what the last holder left, read now that this process holds it
+        if previous.get("status") == FINISHED and not force:
+            return _skip(name, previous, "finished meanwhile by another process, skipped", strategy, show_progress)
+        if force:
+            _clear_run(run_json.parent, study_dir / "logs" / name)
+            previous = {}
+        return _execute(study, entry, seed, shared, strategy, study_dir, previous, lock, show_progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _skip(name, record, why, strategy, show_progress):
+    if show_progress and strategies.is_chief(strategy):
+        files.notice(f"{name}: {why}.")
+    return record
+
+
+def _run_lock(study_dir, name, strategy):
+    """The lock a process holds while it trains a run; None for a multi-worker cluster, whose workers train
+    every run together (give each cluster a shard of its own instead)."""
+    if strategies.worker_count(strategy) > 1:
+        return None
+    return locks.Lock(study_dir / "locks" / f"{name}.lock")
+
+
+def _execute(study, entry, seed, shared, strategy, study_dir, previous, lock, show_progress):
     try:
         run = Run(study, entry, seed, shared, strategy, study_dir)
+        run.lock = lock
         return _train(run, previous, show_progress)
     except LmzooError:
         raise
@@ -248,7 +251,8 @@ def _train(run, previous, show_progress):
     if start and run.chief and show_progress:
         files.notice(f"{run.name}: resuming from step {start} of {run.total_steps}.")
     history = records.history_until(previous, start)
-    record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": history}
+    record = {**records.run_settings(run), "status": RUNNING, "message": "", "history": history,
+              "processes": [*previous.get("processes", []), locks.this_process()]}
     if start == 0:
         run.logger.hparams(records.record_hparams(record), run.name)
         run.logger.graph(run.model, run.task.example_input())
@@ -285,6 +289,11 @@ def _train_steps(run, record, iterator, start, bar):
         record.update(train_steps=step, train_seconds=seconds, tokens_per_second=speed)
         if step % run.eval_interval == 0 or step == run.total_steps:
             _evaluate(run, record, step, seconds, result["loss"])
+        if run.lock is not None and run.lock.lost:  # presumed dead by another process, which now trains it
+            bar.end_line()
+            files.notice(f"{run.name}: another process took this run over (its lock went {run.lock.stale_after:.0f} "
+                         f"s without a heartbeat); this process stops training it.")
+            return {**record, "message": "taken over by another process"}
         if step % run.checkpoint_interval == 0 and step < run.total_steps:
             # The record first: a kill between the two leaves a record AHEAD of the checkpoint, whose history a
             # resumed run cuts back to the checkpoint's step (never one behind it, which would lose history).

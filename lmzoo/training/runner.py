@@ -5,13 +5,17 @@ A study directory `OUT/STUDY_NAME/` holds `study.yaml` (the resolved config), `r
 `model.keras`, `run.json`). Running the same command again resumes unfinished runs and skips finished ones.
 """
 
+import contextlib
+import os
 import pathlib
 import sys
+import time
 import warnings
 
 from lmzoo.errors import ConfigError, LmzooError, LmzooWarning
 from lmzoo.training import files
 from lmzoo.training.config import DEFAULT_STUDY, load_study, save_study
+from lmzoo.training.shards import WHOLE_STUDY, Shard, parse_shard, shard_from_environment
 
 DEFAULT_OUT = "runs"
 
@@ -22,7 +26,7 @@ def study_directory(study, out_dir=None):
 
 
 def compare(study=DEFAULT_STUDY, *, out_dir=None, max_steps=None, overrides=(), strategy=None, force=False,
-            show_progress=True, tf_strategy=None):
+            show_progress=True, tf_strategy=None, shard=None, shard_count=None):
     """Train every (model, seed) of a study on the same tokens, then write results, report and plots.
 
     Args:
@@ -34,9 +38,13 @@ def compare(study=DEFAULT_STUDY, *, out_dir=None, max_steps=None, overrides=(), 
         force: rerun runs that already finished.
         show_progress: draw a progress bar per run on stderr.
         tf_strategy: an already created `tf.distribute.Strategy` to use instead of `strategy`.
+        shard: `"I/N"`: train only shard I of N of the runs (`lmzoo.training.plan`); default: the scheduler's
+            variables (`SLURM_ARRAY_TASK_ID`, `JOB_COMPLETION_INDEX`) when set, else every run.
+        shard_count: N when the scheduler exports only the index (a Kubernetes Indexed Job's `completions`).
 
     Returns:
-        The list of run records (one per model and seed), as in `results.json`.
+        The list of run records this process saw (one per model and seed of its shard), as in `results.json`;
+        a run another process was training has status `running`.
 
     Examples:
 
@@ -45,8 +53,58 @@ def compare(study=DEFAULT_STUDY, *, out_dir=None, max_steps=None, overrides=(), 
         ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
     """
     resolved = load_study(study, overrides=overrides, max_steps=max_steps, strategy=strategy)
-    return _run_study(resolved, resolved["models"], resolved["train"]["seeds"], out_dir, force, show_progress,
-                      tf_strategy)
+    chosen = select_shard(shard, shard_count)
+    return _run_study(resolved, study_runs(resolved), out_dir, force, show_progress, tf_strategy, chosen)
+
+
+def plan_study(study=DEFAULT_STUDY, *, max_steps=None, overrides=(), shard=None, shard_count=None):
+    """Every run of a study with its planned steps, training FLOPs and shard, without training anything.
+
+    Args:
+        study, max_steps, overrides: as in `compare`.
+        shard, shard_count: as in `compare`; the plan splits the runs into that many shards.
+
+    Returns:
+        `(rows, shard)`: one dict per run (`run`, `model`, `family`, `seed`, `steps`, `flops`, `shard`) and the
+        `Shard` this process would train.
+
+    Examples:
+
+        >>> rows, shard = plan_study("quickstart", shard="1/2")  # doctest: +SKIP
+        >>> sorted({row["shard"] for row in rows})  # doctest: +SKIP
+        [0, 1]
+    """
+    from lmzoo.training.plan import plan_runs
+    from lmzoo.training.tasks import StudyData
+    from lmzoo.training.validation import validate_study
+
+    resolved = load_study(study, overrides=overrides, max_steps=max_steps)
+    chosen = select_shard(shard, shard_count)
+    validate_study(resolved)
+    return plan_runs(resolved, StudyData(resolved), study_runs(resolved), chosen.count), chosen
+
+
+def study_runs(study):
+    """The `(model entry, seed)` pairs of a study, in its order: each model with each seed."""
+    return [(entry, seed) for entry in study["models"] for seed in study["train"]["seeds"]]
+
+
+def select_shard(shard=None, shard_count=None, environ=None):
+    """The `Shard` a process trains: `shard` (`"I/N"` or a `Shard`), else the scheduler's variables.
+
+    Examples:
+
+        >>> str(select_shard("1/3")), str(select_shard(environ={}))
+        ('1/3', '0/1')
+    """
+    if isinstance(shard, Shard):
+        return shard
+    if shard is not None:
+        if shard_count is not None:
+            raise ConfigError(f"--shard {shard} and --shard-count {shard_count}: give one of them (--shard I/N "
+                              f"names the count already).")
+        return parse_shard(shard)
+    return shard_from_environment(os.environ if environ is None else environ, count=shard_count)
 
 
 def train(study=DEFAULT_STUDY, *, model, seed=None, out_dir=None, max_steps=None, overrides=(), strategy=None,
@@ -78,43 +136,77 @@ def train(study=DEFAULT_STUDY, *, model, seed=None, out_dir=None, max_steps=None
         raise ConfigError(
             f"--seed {seed} is not one of the study's seeds {seeds}; add it with --set train.seeds=[...]."
         )
-    records = _run_study(resolved, entries, [seeds[0] if seed is None else seed], out_dir, force, show_progress,
-                         tf_strategy)
+    runs = [(entries[0], seeds[0] if seed is None else seed)]
+    records = _run_study(resolved, runs, out_dir, force, show_progress, tf_strategy, WHOLE_STUDY)
     return records[0]
 
 
-def _run_study(study, entries, seeds, out_dir, force, show_progress, tf_strategy):
+def _run_study(study, runs, out_dir, force, show_progress, tf_strategy, shard):
     # TensorFlow is imported here, after the study's schema is checked: a config error never waits for it.
-    from lmzoo.training import reports
-    from lmzoo.training.records import record_hparams
+    from lmzoo.training.plan import plan_runs
     from lmzoo.training.run import execute_run, is_finished
     from lmzoo.training.strategy import is_chief, select_strategy
     from lmzoo.training.tasks import StudyData
-    from lmzoo.training.tensorboard import write_hparams_config
     from lmzoo.training.validation import validate_data, validate_study
 
     # Everything that can be checked is checked before anything is written or trained.
     validate_study(study)
     strategy = tf_strategy or select_strategy(study["train"]["strategy"])
     shared = StudyData(study)
-    validate_data(study, shared, entries)
+    validate_data(study, shared, [entry for entry, _ in runs])
+    if shard.count > 1:
+        rows = plan_runs(study, shared, runs, shard.count)
+        mine = [run for run, row in zip(runs, rows) if row["shard"] == shard.index]
+        if show_progress:
+            files.notice(f"shard {shard} ({shard.source}): {len(mine)} of the study's {len(runs)} runs.")
+        runs = mine
     study_dir = study_directory(study, out_dir)
     chief = is_chief(strategy)
-    if chief and (force or not all(is_finished(study_dir, e, s) for e in entries for s in seeds)):
+    if chief and (force or not all(is_finished(study_dir, entry, seed) for entry, seed in runs)):
         files.check_writable(study_dir)  # A read-only or missing --out fails now, not after the first run.
     if chief:
         save_study(study, study_dir / "study.yaml")
-    records = []
-    for entry in entries:
-        for seed in seeds:
-            records.append(execute_run(study, entry, seed, shared, strategy, study_dir, force=force,
-                                       show_progress=show_progress))
-    if chief:
-        write_hparams_config(study_dir / "logs", [record_hparams(r) for r in records])
-        reports.report(study_dir)
+    records = [execute_run(study, entry, seed, shared, strategy, study_dir, force=force, show_progress=show_progress)
+               for entry, seed in runs]
+    if chief and records:
+        _merge_results(study_dir)
         if show_progress:
             print(f"Study {study['name']}: results in {study_dir}", file=sys.stderr)
     return records
+
+
+def _merge_results(study_dir):
+    """Results, report, plots and the HParams columns from every run in the study directory (any process's).
+
+    Under the study's report lock: the last process to finish a run writes last, from every record then on disk.
+    """
+    from lmzoo.training import reports
+    from lmzoo.training.records import record_hparams
+    from lmzoo.training.tensorboard import write_hparams_config
+
+    if not any(study_dir.glob("runs/*/run.json")):
+        return  # every run of this process is being trained elsewhere and none has a record yet
+    with _report_lock(study_dir):
+        records = reports.collect_runs(study_dir)
+        write_hparams_config(study_dir / "logs", [record_hparams(r) for r in records])
+        reports.report(study_dir)
+
+
+@contextlib.contextmanager
+def _report_lock(study_dir):
+    from lmzoo.training.locks import Lock
+
+    lock = Lock(study_dir / "locks" / "report.lock", heartbeat=0)
+    try:
+        while not lock.acquire():  # held for the milliseconds another process takes to write its report
+            time.sleep(0.05)
+    except OSError:  # a read-only study directory: no other process can write its report either
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def generate(run_dir, prompt, *, max_new_tokens=100, sampler=None, temperature=None, top_k=None, top_p=None, seed=None):

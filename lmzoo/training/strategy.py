@@ -136,6 +136,15 @@ def is_chief(strategy):
     return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
 
 
+def worker_count(strategy):
+    """The processes that train each run together: the workers (and chief) of a multi-worker cluster, else 1."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker")) or 1
+
+
 def dtype_policy(name):
     """The `keras.DTypePolicy` for a study's `train.dtype_policy`, to pass to the model's constructor.
 

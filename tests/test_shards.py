@@ -161,6 +161,21 @@ def test_plan_prints_every_run_and_its_shard(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("variables, options, taken", [
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}, [],
+     "shard 1/2 (SLURM_ARRAY_TASK_ID=1 of SLURM_ARRAY_TASK_COUNT=2)"),
+    ({"JOB_COMPLETION_INDEX": "0"}, ["--shard-count", "2"], "shard 0/2 (JOB_COMPLETION_INDEX=0 of --shard-count 2)"),
+])
+def test_the_recipes_scheduler_variables_pick_the_shard(tmp_path, capsys, monkeypatch, variables, options, taken):
+    # What docs/distributed.md's SLURM array and Kubernetes Indexed Job recipes give each process.
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["compare", str(_study_file(tmp_path)), "--plan", *options]) == 0
+    out = capsys.readouterr().out
+    assert f"This process trains {taken}" in out
+    assert sum(line.endswith("<") for line in out.splitlines()) == 2
+
+
 # --- shards and locks on one output directory --------------------------------------------------------------------
 
 

@@ -88,8 +88,10 @@ def test_a_new_task_plugs_in_through_the_registry_alone(tmp_path, monkeypatch):
     record = compare(study, out_dir=tmp_path, show_progress=False)[0]
     assert record["status"] == "finished"
     assert record["valid_twice_loss"] == pytest.approx(2 * record["valid_loss"])
-    # The periodic validation at step 4, then the final one over the whole split.
-    assert _RecordingTask.calls == [("train_dataset", 0), ("eval_dataset", "valid"), ("eval_dataset", "valid")]
+    # The training pipeline built once to check its windows before anything is written, then by the run; the
+    # periodic validation at step 4, then the final one over the whole split.
+    assert _RecordingTask.calls == [("train_dataset", 0), ("train_dataset", 0), ("eval_dataset", "valid"),
+                                    ("eval_dataset", "valid")]
 
 
 def test_a_run_that_crashes_fails_alone_and_the_report_is_still_written(tmp_path, monkeypatch):

@@ -89,7 +89,7 @@ class Tokenizer:
 
             >>> from lmzoo.tokenizers import build_tokenizer
             >>> build_tokenizer("char", "hello world").out_of_vocabulary("hello Zürich")
-            ['Z', 'ü', 'c']
+            ['Z', 'ü', 'i', 'c']
         """
         units = list(text) if self.unit == "character" else text.split()
         return [unit for unit in dict.fromkeys(units) if self.unk_id in self.encode(unit)]

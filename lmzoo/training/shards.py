@@ -88,7 +88,8 @@ def shard_from_environment(environ, count=None):
                 f"{index_var}={environ[index_var]} gives this process's shard but not how many there are: pass "
                 f"--shard-count N (or set {COUNT_VARIABLE}=N), N being the job's number of tasks."
             )
-        values = {index_var: environ[index_var], "count": given, "offset": environ.get(offset_var, "0")}
+        offset_text = environ.get(offset_var, "0") if offset_var else "0"
+        values = {index_var: environ[index_var], "count": given, "offset": offset_text}
         if not all(str(v).strip().isdigit() for v in values.values()):
             raise ConfigError(f"{index_var}={environ[index_var]} with {given} shards: both must be whole numbers.")
         index, total, offset = int(environ[index_var]), int(given), int(values["offset"])

@@ -146,6 +146,9 @@ def is_finished(study_dir, entry, seed):
 def execute_run(study, entry, seed, shared, strategy, study_dir, *, force=False, show_progress=True):
     """Train, evaluate and log one run, resuming from its last checkpoint; skip it if it already finished.
 
+    The run is trained under its lock (`lmzoo.training.locks`): a run another live process holds is skipped, and
+    its record comes back with status `running`; a lock left by a dead process is taken over.
+
     Args:
         study: the resolved study.
         entry: one entry of `study["models"]`.

@@ -198,9 +198,10 @@ def test_two_processes_on_one_directory_train_every_run_exactly_once(tmp_path, r
     out = tmp_path / "out"
     processes = [_start(tmp_path, out) for _ in range(2)]
     pids = {f"{socket.gethostname()}:{p.pid}" for p in processes}
-    for process in processes:
-        _finish(process)
+    errors = [_finish(process) for process in processes]
     for run in RUNS:
+        # A process that trains a run draws its progress bar; one that skips it does not.
+        assert sum(f"{run} [" in err for err in errors) == 1, (run, [e[-2000:] for e in errors])
         record = _record(out, run)
         assert record["status"] == "finished" and len(record["processes"]) == 1, record["processes"]
         assert record["processes"][0] in pids

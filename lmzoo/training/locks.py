@@ -1,6 +1,6 @@
 """Run locks: one process trains a run at a time, whether the processes share a machine or an output directory.
 
-A lock is a file (`runs/<run>/lock`) naming its holder: host, process id, when it was taken. It is created
+A lock is a file (`OUT/STUDY/locks/<run>.lock`) naming its holder: host, process id, when it was taken. It is created
 with `os.link` from a complete temporary file, which is atomic and fails when the lock exists, on local file
 systems and on NFS alike, so a reader never sees half a lock. While the lock is held, a thread touches the file
 every `HEARTBEAT_SECONDS`. A lock is stale when its holder is gone: on the same host, its process id is not
@@ -18,6 +18,8 @@ import tempfile
 import threading
 import time
 
+from lmzoo.errors import ConfigError
+
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 600.0  # 20 missed heartbeats: a holder this quiet is dead or hung
 TIMEOUT_VARIABLE = "LMZOO_LOCK_TIMEOUT"
@@ -34,8 +36,6 @@ def stale_after_seconds(environ=os.environ):
     try:
         return float(value) if value else STALE_AFTER_SECONDS
     except ValueError:
-        from lmzoo.errors import ConfigError
-
         raise ConfigError(f"{TIMEOUT_VARIABLE}={value!r} must be a number of seconds, e.g. 600.") from None
 
 

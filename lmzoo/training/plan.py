@@ -1,6 +1,7 @@
 """A study's plan: every run, the steps its budget allows, its training FLOPs and the shard that trains it.
 
-`lmzoo compare STUDY --plan` (`lmzoo.training.plan_study`) prints it without training; `--shard I/N` trains the runs the plan gives shard I.
+`lmzoo compare STUDY --plan` (`lmzoo.training.plan_study`) prints it without training; `--shard I/N` trains the
+runs the plan gives shard I.
 Costs come from each model's closed-form FLOPs (`count_flops_per_token`), so nothing is built to plan a study.
 """
 
@@ -82,7 +83,8 @@ def _planned_cost(study, shared, entry):
 
 def format_plan(rows, shard=None):
     """The plan as a text table, with each shard's total FLOPs; `shard` marks the runs this process trains."""
-    lines = [f"This process trains shard {shard} ({shard.source}): the runs marked <."] if shard and shard.count > 1 else []
+    sharded = shard is not None and shard.count > 1
+    lines = [f"This process trains shard {shard} ({shard.source}): the runs marked <."] if sharded else []
     lines.append(f"{'run':28s} {'family':10s} {'steps':>9s} {'train FLOPs':>12s} shard")
     for row in rows:
         mark = " <" if shard is not None and shard.count > 1 and row["shard"] == shard.index else ""

@@ -153,7 +153,7 @@ def _run_study(study, runs, out_dir, force, show_progress, tf_strategy, shard):
     validate_study(study)
     strategy = tf_strategy or select_strategy(study["train"]["strategy"])
     shared = StudyData(study)
-    validate_data(study, shared, [entry for entry, _ in runs])
+    validate_data(study, shared, list({entry["name"]: entry for entry, _ in runs}.values()))  # once per model
     if shard.count > 1:
         rows = plan_runs(study, shared, runs, shard.count)
         mine = [run for run, row in zip(runs, rows) if row["shard"] == shard.index]

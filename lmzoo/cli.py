@@ -95,6 +95,19 @@ def _cmd_generate(args):
 _GENERATE_OPTIONS = ("max_new_tokens", "sampler", "temperature", "top_k", "top_p", "seed")
 
 
+def _cmd_translate(args):
+    from lmzoo.data.parallel import read_lines
+    from lmzoo.training import translate
+
+    if (args.text is None) == (args.file is None):
+        raise LmzooError("lmzoo translate needs the sentences: --text \"...\" (repeatable) or --file PATH (one "
+                         "sentence per line), not both.")
+    sentences = args.text if args.text is not None else read_lines(args.file)
+    options = {k: v for k, v in vars(args).items() if k in ("sampler", "num_beams", "max_length") and v is not None}
+    for translation in translate(args.run_dir, sentences, **options):
+        print(translation)
+
+
 def _cmd_report(args):
     from lmzoo.training import report
 
@@ -191,6 +204,16 @@ def build_parser():
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(handler=_cmd_generate)
+
+    p = commands.add_parser("translate", help="translate sentences with a trained translation run")
+    p.add_argument("run_dir", help="a translation run directory (STUDY_DIR/runs/RUN_NAME)")
+    p.add_argument("--text", action="append", default=None, help="a sentence to translate (repeatable)")
+    p.add_argument("--file", default=None, help="a file of sentences, one per line (plain or .gz)")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS.names(),
+                   help="beam search (default, with the run's beams) or a sampler")
+    p.add_argument("--num-beams", type=int, default=None, help="beams (default: the run's translation.num_beams)")
+    p.add_argument("--max-length", type=int, default=None, help="the longest translation, in tokens")
+    p.set_defaults(handler=_cmd_translate)
 
     p = commands.add_parser("report", help="rebuild results.json/csv, report.md and plots of a study directory")
     p.add_argument("study_dir")

@@ -11,16 +11,23 @@ from keras import ops
 from lmzoo.errors import LmzooError
 from lmzoo.samplers import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K, DEFAULT_TOP_P, check_sampler_args, make_sampler
 
+def id_batch(ids, name):
+    """`ids` as a non-empty int32 `(batch, length)` array (a `(length,)` one gains a batch axis), or an
+    `LmzooError` naming the argument."""
+    array = np.asarray(ids)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] == 0 or not np.issubdtype(array.dtype, np.integer):
+        raise LmzooError(f"{name} must be a non-empty integer array (batch, length), got dtype {array.dtype} and "
+                         f"shape {array.shape}.")
+    return array.astype("int32")
+
+
 def check_prompt(model, prompt_ids, max_length):
     """The prompt as an int32 (B, P) array and `max_length` as an int, or an `LmzooError` naming what is wrong."""
     if not model.is_causal:
         raise LmzooError(f"{type(model).__name__} is not causal and cannot generate: use fill_mask.")
-    prompt = np.asarray(prompt_ids)
-    if prompt.ndim == 1:
-        prompt = prompt[None, :]
-    if prompt.ndim != 2 or prompt.shape[1] == 0 or not np.issubdtype(prompt.dtype, np.integer):
-        raise LmzooError(f"prompt_ids must be a non-empty integer array (batch, length), got dtype "
-                         f"{prompt.dtype} and shape {prompt.shape}.")
+    prompt = id_batch(prompt_ids, "prompt_ids")
     if not isinstance(max_length, (int, np.integer)):
         raise LmzooError(f"max_length must be an integer number of tokens, got {max_length!r}.")
     if max_length <= prompt.shape[1]:
@@ -30,7 +37,7 @@ def check_prompt(model, prompt_ids, max_length):
     if limit is not None and max_length > limit:
         raise LmzooError(f"max_length={max_length} exceeds the model's max_sequence_length={limit}: generate "
                          f"fewer tokens or build the model with a larger max_sequence_length.")
-    return prompt.astype("int32"), int(max_length)
+    return prompt, int(max_length)
 
 
 def build_generate_function(model, sampler, max_length, use_cache):

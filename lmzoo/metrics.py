@@ -204,3 +204,56 @@ def characters_per_token(encoded, split, unit="characters"):
     num_targets = len(encoded.split(split)) - 1
     _check_count(f"targets in split {split!r}", num_targets)
     return getattr(encoded, unit)[split] / num_targets
+
+
+# ----- translation -----------------------------------------------------------------------------------------------
+
+
+def corpus_bleu(hypotheses, references, *, lowercase=False, tokenize="13a"):
+    """Corpus BLEU (0-100) of detokenised `hypotheses` against raw `references`, computed by sacreBLEU.
+
+    sacreBLEU is the field's reference implementation (Post, 2018): it tokenises both sides itself (`13a`, the
+    WMT standard) and reports a signature naming every setting, which lmzoo records with each result. keras-hub's
+    `Bleu` metric is not comparable (0-1 scale, a different brevity penalty, eager only) and is not used.
+
+    Args:
+        hypotheses: a list of translated sentences.
+        references: a list of reference sentences (one reference per hypothesis).
+        lowercase: lowercase both sides (the "lowercased BLEU" of older papers, e.g. on Multi30k).
+        tokenize: sacreBLEU's tokeniser name.
+
+    Returns:
+        `(score, signature)`.
+
+    Examples:
+
+        >>> score, signature = corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"])
+        >>> round(score, 1), signature.split("|")[:2]
+        (100.0, ['nrefs:1', 'case:mixed'])
+    """
+    from sacrebleu.metrics import BLEU
+
+    _check_parallel(hypotheses, references)
+    bleu = BLEU(lowercase=lowercase, tokenize=tokenize)
+    return float(bleu.corpus_score(list(hypotheses), [list(references)]).score), bleu.get_signature().format()
+
+
+def corpus_chrf(hypotheses, references):
+    """Corpus chrF (0-100, character n-gram F-score, Popović 2015) by sacreBLEU: `(score, signature)`.
+
+    Examples:
+
+        >>> round(corpus_chrf(["a b c"], ["a b c"])[0], 1)
+        100.0
+    """
+    from sacrebleu.metrics import CHRF
+
+    _check_parallel(hypotheses, references)
+    chrf = CHRF()
+    return float(chrf.corpus_score(list(hypotheses), [list(references)]).score), chrf.get_signature().format()
+
+
+def _check_parallel(hypotheses, references):
+    if len(hypotheses) != len(references) or not references:
+        raise LmzooError(f"BLEU needs one hypothesis per reference and at least one pair; got "
+                         f"{len(hypotheses)} hypotheses and {len(references)} references.")

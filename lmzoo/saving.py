@@ -20,8 +20,11 @@ KERAS_CLASSES = {
     "GPT": "lmzoo.models.gpt",
     "BERT": "lmzoo.models.bert",
     "SequenceClassifier": "lmzoo.models.classifier",
+    "TransformerSeq2Seq": "lmzoo.models.transformer_seq2seq",
+    "RNNSeq2Seq": "lmzoo.models.rnn_seq2seq",
     "RecurrentStack": "lmzoo.layers.recurrent",
     "MultiHeadAttention": "lmzoo.layers.attention",
+    "CrossAttention": "lmzoo.layers.attention",
     "TransformerBlock": "lmzoo.layers.transformer",
     "TokenAndPositionEmbedding": "lmzoo.layers.embedding",
     "CrossEntropy": "lmzoo.metrics",
@@ -96,3 +99,19 @@ def load_run(run_dir):
             f"directory, STUDY_DIR/runs/<run_name>, or finish the run with `lmzoo compare` first."
         )
     return load_model(run_dir / "model.keras"), load_tokenizer(run_dir / "tokenizer")
+
+
+def load_source_tokenizer(run_dir):
+    """The tokenizer of a translation run's SOURCE side: `source_tokenizer/` when the run had one per side, else
+    its joint `tokenizer/`.
+
+    Examples:
+
+        >>> import lmzoo
+        >>> tokenizer = lmzoo.saving.load_source_tokenizer("runs/synthetic_translation/runs/rnn_seq2seq-seed0")  # doctest: +SKIP
+    """
+    from lmzoo.tokenizers import load_tokenizer
+
+    run_dir = pathlib.Path(run_dir)
+    separate = run_dir / "source_tokenizer"
+    return load_tokenizer(separate if separate.is_dir() else run_dir / "tokenizer")

@@ -108,7 +108,7 @@ def test_an_injected_cycle_in_lmzoo_is_detected(graph):
 # Each package may import only the packages below it (docs/architecture.md). `lmzoo.data.stats` builds a
 # tokenizer by name for `lmzoo data stats`: the one place the data layer uses the tokenizers' public API.
 LAYERS = ["lmzoo.errors", "lmzoo.registry", "lmzoo.text", "lmzoo.samplers", "lmzoo.tokenizers", "lmzoo.data",
-          "lmzoo.metrics", "lmzoo.layers", "lmzoo.generation", "lmzoo.models", "lmzoo.training", "lmzoo.benchmarks",
+          "lmzoo.metrics", "lmzoo.layers", "lmzoo.generation", "lmzoo.translation", "lmzoo.models", "lmzoo.training", "lmzoo.benchmarks",
           "lmzoo.cli"]
 ALLOWED_UPWARD = {("lmzoo.data.stats", "lmzoo.tokenizers")}
 

@@ -17,7 +17,8 @@ from lmzoo.models import (
     list_presets, load_model, model_architecture, model_class, model_config, non_embedding_params, size_model,
 )
 
-NAMES = ["simple_rnn", "lstm", "gru", "gpt", "bert"]
+NAMES = ["simple_rnn", "lstm", "gru", "gpt", "bert"]  # the language models (encoder-decoders: test_seq2seq.py)
+SEQ2SEQ_NAMES = ["transformer_seq2seq", "rnn_seq2seq"]
 VOCAB = 24
 MASK_ID = 4
 
@@ -46,8 +47,8 @@ def fit_batch(model, x, y, weight=None, steps=150, learning_rate=1e-2):
 
 
 def test_registry_names_and_presets():
-    assert list_models() == sorted(NAMES)
-    assert lmzoo.list_models() == sorted(NAMES)
+    assert list_models() == sorted(NAMES + SEQ2SEQ_NAMES)
+    assert lmzoo.list_models() == sorted(NAMES + SEQ2SEQ_NAMES)
     assert list_presets("gpt") == ["tiny", "small", "base"] == list_presets("lstm")
 
 

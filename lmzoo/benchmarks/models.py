@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lmzoo.models import PRESETS, build_model, list_models, model_architecture
+from lmzoo.models import PRESETS, build_model, list_models, model_architecture, model_class
 
 # The shared size is the Transformers' "small" preset, nanoGPT's Shakespeare-char model (4 layers, 4 heads,
 # width 128; benchmarked at context 64, batch 12); the RNNs get the same width and depth.
@@ -92,7 +92,7 @@ def bench_train(*, families=None, steps=50, batch_size=12, sequence_length=64, v
     """Training tokens/s, parameters and FLOPs per token for every family at one shared size.
 
     Args:
-        families: registered model names to run (default: every one, `lmzoo.list_models()`).
+        families: registered model names to run (default: every language model of `lmzoo.list_models()`).
         steps: timed steps per family (after one compiling step).
         batch_size: sequences per step.
         sequence_length: tokens per sequence.
@@ -114,7 +114,7 @@ def bench_train(*, families=None, steps=50, batch_size=12, sequence_length=64, v
     rows = [
         bench_train_family(name, size=size, vocab_size=vocab_size, batch_size=batch_size,
                            sequence_length=sequence_length, steps=steps)
-        for name in families or list_models()
+        for name in families or language_models()
     ]
     return {
         "benchmark": "train",
@@ -123,6 +123,11 @@ def bench_train(*, families=None, steps=50, batch_size=12, sequence_length=64, v
         "rows": rows,
         "notes": ["own compiled train step (AdamW, XLA); compile_seconds is the first step"],
     }
+
+
+def language_models():
+    """The registered language-model families (the encoder-decoders take sentence pairs, not one stream)."""
+    return [name for name in list_models() if model_class(name).objective != "translation"]
 
 
 def bench_generate_row(model, label, *, prompt, max_length, use_cache, repeats):

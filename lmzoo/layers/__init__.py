@@ -12,6 +12,7 @@ _EXPORTS = {
     "RecurrentStack": "lmzoo.layers.recurrent",
     "TokenAndPositionEmbedding": "lmzoo.layers.embedding",
     "TransformerBlock": "lmzoo.layers.transformer",
+    "CrossAttention": "lmzoo.layers.attention",
 }
 
 __all__ = sorted(_EXPORTS)

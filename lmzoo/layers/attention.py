@@ -1,4 +1,4 @@
-"""Multi-head attention with one fused QKV projection and an optional key/value cache."""
+"""Multi-head self-attention (one fused QKV projection, optional key/value cache) and cross-attention."""
 
 import keras
 import keras_hub
@@ -91,4 +91,66 @@ class MultiHeadAttention(keras.layers.Layer):
             use_bias=self.use_bias,
             rotary=self.rotary,
         )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lmzoo")
+class CrossAttention(keras.layers.Layer):
+    """Multi-head attention from decoder positions to an encoder's outputs (the encoder-decoder attention).
+
+    Queries come from `x` `(B, T, D)`; keys and values from `memory` `(B, S, D)` through one fused projection to
+    `2 * hidden_dim`. `project_memory(memory)` returns those keys and values `(B, 2, S, H, Dh)`: a decoder computes
+    them once per source and passes them as `memory_kv` at every generated token, instead of re-projecting the
+    unchanged encoder outputs at each step.
+
+    Args:
+        hidden_dim: model width `D`.
+        num_heads: number of heads `H`; must divide `hidden_dim`.
+        use_bias: whether the projections have biases.
+
+    Examples:
+
+        >>> import numpy as np
+        >>> attention = CrossAttention(hidden_dim=8, num_heads=2)
+        >>> x, memory = np.zeros((1, 3, 8), "float32"), np.ones((1, 5, 8), "float32")
+        >>> tuple(attention(x, memory=memory).shape), tuple(attention.project_memory(memory).shape)
+        ((1, 3, 8), (1, 2, 5, 2, 4))
+    """
+
+    def __init__(self, hidden_dim, num_heads, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        check_heads(hidden_dim, num_heads)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.use_bias = use_bias
+        self.head_dim = hidden_dim // num_heads
+        self.query = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="query")
+        self.kv = keras.layers.Dense(2 * hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="kv")
+        self.out = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="out")
+
+    def build(self, input_shape):
+        self.query.build(input_shape)
+        self.kv.build(input_shape)
+        self.out.build(input_shape)
+
+    def project_memory(self, memory):
+        """(B, S, D) encoder outputs -> (B, 2, S, H, Dh) keys and values."""
+        batch, length = ops.shape(memory)[0], ops.shape(memory)[1]
+        kv = ops.reshape(self.kv(memory), (batch, length, 2, self.num_heads, self.head_dim))
+        return ops.transpose(kv, (0, 2, 1, 3, 4))
+
+    def call(self, x, memory=None, memory_mask=None, memory_kv=None):
+        """`memory_mask` (B, S) is True at real source tokens; give `memory` or its `project_memory`."""
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        if memory_kv is None:
+            memory_kv = self.project_memory(memory)
+        q = ops.reshape(self.query(x), (batch, length, self.num_heads, self.head_dim))  # (B, T, H, Dh)
+        mask = None if memory_mask is None else ops.cast(memory_mask, "bool")[:, None, None, :]  # (B, 1, 1, S)
+        memory_kv = ops.cast(memory_kv, q.dtype)
+        y = ops.dot_product_attention(q, memory_kv[:, 0], memory_kv[:, 1], mask=mask)  # (B, T, H, Dh)
+        return self.out(ops.reshape(y, (batch, length, self.hidden_dim)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, num_heads=self.num_heads, use_bias=self.use_bias)
         return config

@@ -1,4 +1,4 @@
-"""lmzoo's language models (RNNLM, GPT, BERT), the classification head, the registry, presets and sizing.
+"""lmzoo's language models (RNNLM, GPT, BERT), encoder-decoders (TransformerSeq2Seq, RNNSeq2Seq), the classification head, the registry, presets and sizing.
 
 The registry, the presets and the closed-form sizing are plain Python; the model classes are imported on first
 use, so `import lmzoo.models` and `list_models()` do not load TensorFlow.
@@ -25,6 +25,9 @@ _LAZY = {
     "GPT": "lmzoo.models.gpt",
     "LanguageModel": "lmzoo.models.base",
     "RNNLM": "lmzoo.models.rnn",
+    "RNNSeq2Seq": "lmzoo.models.rnn_seq2seq",
+    "Seq2SeqModel": "lmzoo.models.seq2seq",
+    "TransformerSeq2Seq": "lmzoo.models.transformer_seq2seq",
     "SequenceClassifier": "lmzoo.models.classifier",
 }
 
@@ -34,6 +37,9 @@ __all__ = [
     "MODELS",
     "PRESETS",
     "RNNLM",
+    "RNNSeq2Seq",
+    "Seq2SeqModel",
+    "TransformerSeq2Seq",
     "LanguageModel",
     "SequenceClassifier",
     "build_model",

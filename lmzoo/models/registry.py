@@ -1,4 +1,5 @@
-"""The model registry: the model families (simple_rnn, lstm, gru, gpt, bert), their presets, and `build_model`.
+"""The model registry: the model families (simple_rnn, lstm, gru, gpt, bert, and the encoder-decoders
+transformer_seq2seq and rnn_seq2seq), their presets, and `build_model`.
 
 Importing this module does not load TensorFlow: a family is a `ModelSpec` (plain data) and the model classes are
 imported on first use (`model_class`), so the study schema and the command line list the families and presets
@@ -17,6 +18,8 @@ MODEL_CLASSES.register("RNNLM", "lmzoo.models.rnn:RNNLM")
 MODEL_CLASSES.register("GPT", "lmzoo.models.gpt:GPT")
 MODEL_CLASSES.register("BERT", "lmzoo.models.bert:BERT")
 MODEL_CLASSES.register("SequenceClassifier", "lmzoo.models.classifier:SequenceClassifier")
+MODEL_CLASSES.register("TransformerSeq2Seq", "lmzoo.models.transformer_seq2seq:TransformerSeq2Seq")
+MODEL_CLASSES.register("RNNSeq2Seq", "lmzoo.models.rnn_seq2seq:RNNSeq2Seq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,9 @@ for _cell in ("simple_rnn", "lstm", "gru"):
     MODELS.register(_cell, ModelSpec("RNNLM", "recurrent", {"cell": _cell}))
 MODELS.register("gpt", ModelSpec("GPT", "transformer"))
 MODELS.register("bert", ModelSpec("BERT", "transformer"))
+# Encoder-decoders (task `translation`); they take the presets of their architecture.
+MODELS.register("transformer_seq2seq", ModelSpec("TransformerSeq2Seq", "transformer"))
+MODELS.register("rnn_seq2seq", ModelSpec("RNNSeq2Seq", "recurrent"))
 
 
 def list_models():
@@ -49,7 +55,7 @@ def list_models():
 
         >>> from lmzoo.models import list_models
         >>> list_models()
-        ['bert', 'gpt', 'gru', 'lstm', 'simple_rnn']
+        ['bert', 'gpt', 'gru', 'lstm', 'rnn_seq2seq', 'simple_rnn', 'transformer_seq2seq']
     """
     return MODELS.names()
 

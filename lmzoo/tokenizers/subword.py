@@ -44,9 +44,11 @@ class WordPieceTokenizer(Tokenizer):
         layer = keras_hub.tokenizers.WordPieceTokenizer(
             vocabulary=self._vocabulary, lowercase=lowercase, oov_token=UNK, dtype="int32"
         )
-        # Wrapped in tf.function: called eagerly, keras-hub layers hand back NumPy / lists, not tf tensors.
-        self._tokenize = tf.function(layer.tokenize, reduce_retracing=True)
-        self._detokenize = tf.function(layer.detokenize, reduce_retracing=True)
+        # Wrapped in tf.function: called eagerly, keras-hub layers hand back NumPy / lists, not tf tensors. Not
+        # `reduce_retracing`: after calls on a sentence and on a batch it relaxes the input to an unknown rank, and
+        # keras-hub then treats one sentence as a batch (encode returned [[ids]], decode an array).
+        self._tokenize = tf.function(layer.tokenize)
+        self._detokenize = tf.function(layer.detokenize)
 
     @classmethod
     def from_text(cls, text, max_vocab_size=DEFAULT_SUBWORD_VOCAB_SIZE, lowercase=False):

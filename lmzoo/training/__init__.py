@@ -16,6 +16,7 @@ _EXPORTS = {
     "plan_study": "lmzoo.training.runner",
     "train": "lmzoo.training.runner",
     "generate": "lmzoo.training.runner",
+    "translate": "lmzoo.training.runner",
     "report": "lmzoo.training.reports",
     "tensorboard_command": "lmzoo.training.tensorboard",
     "Trainer": "lmzoo.training.trainer",

@@ -204,6 +204,15 @@ SCHEMA = {
         "stride": _opt(None, _integer(minimum=1, optional=True)),  # null: sequence_length // 2.
         "also_windows": _opt(False, _choice(True, False)),  # Also record the like-for-like `windows` finals.
     },
+    # Encoder-decoder studies (models transformer_seq2seq, rnn_seq2seq): `corpus.source` is a parallel corpus.
+    "translation": {
+        "pair": _opt(None, _string(optional=True)),  # SOURCE-TARGET, e.g. de-en; null: the corpus's own (multi30k: de-en)
+        "joint_vocabulary": _opt(True, _choice(True, False)),  # one tokenizer for both sides, else one per side
+        "num_beams": _opt(4, _integer(minimum=1)),  # the final valid/test translations; 1 is greedy
+        "length_penalty": _opt(0.6, _number(0.0)),  # GNMT's alpha when choosing among beams
+        # Periodic validations translate (greedily) this many valid sentences for BLEU; the final ones all of them.
+        "eval_sentences": _opt(256, _integer(minimum=0)),
+    },
     # Optional second phase: fine-tune every pretrained model as a sequence classifier.
     "finetune": {
         "source": _opt(None, _string(optional=True)),  # null: no fine-tuning phase.

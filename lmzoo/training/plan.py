@@ -75,7 +75,7 @@ def _planned_cost(study, shared, entry):
     task = task_class(model_class(entry["family"]))(study, shared, 0, entry)
     cls = model_class(entry["family"])
     config = cls.full_config(entry_config(entry, shared.tokenizer.vocab_size))
-    flops_per_token = cls.count_flops_per_token(config, task.sequence_length)
+    flops_per_token = task.count_flops_per_token(cls, config)
     tokens_per_step = task.tokens_per_step()
     steps = planned_steps(study["budget"], tokens_per_step, flops_per_token * tokens_per_step, task.steps_per_epoch())
     return steps, float(steps * tokens_per_step * flops_per_token)

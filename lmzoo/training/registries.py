@@ -13,7 +13,7 @@ Examples:
     >>> STRATEGIES.names()
     ['auto', 'default', 'mirrored', 'multi_worker', 'tpu']
     >>> TASKS.names()
-    ['causal_lm', 'classification', 'masked_lm']
+    ['causal_lm', 'classification', 'masked_lm', 'translation']
 """
 
 from lmzoo.registry import Registry
@@ -23,6 +23,7 @@ TASKS = Registry("task")
 TASKS.register("causal_lm", "lmzoo.training.tasks.causal_lm:CausalLMTask")
 TASKS.register("masked_lm", "lmzoo.training.tasks.masked_lm:MaskedLMTask")
 TASKS.register("classification", "lmzoo.training.tasks.classification:ClassificationTask")
+TASKS.register("translation", "lmzoo.training.tasks.translation:TranslationTask")
 
 # `optimizer.name` -> the keras optimizer class (every one takes keras' decoupled `weight_decay`).
 OPTIMIZERS = Registry("optimizer")

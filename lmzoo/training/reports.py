@@ -30,11 +30,17 @@ SUMMARY = (
     ("valid_bits_per_char", "valid bpc", "{:.3f}"),
     ("valid_accuracy", "valid acc", "{:.3f}"),
     ("test_loss", "test loss", "{:.4f}"),
+    ("test_bleu", "test BLEU", "{:.2f}"),
+    ("test_chrf", "test chrF", "{:.2f}"),
     ("tokens_per_second", "tokens/s", "{:,.0f}"),
     ("mfu", "MFU", "{:.2%}"),
     ("train_seconds", "seconds", "{:.1f}"),
 )
+# Shown only when some run has them (translation studies).
+OPTIONAL_SUMMARY = ("test_bleu", "test_chrf")
 PLOT_AXES = (("tokens", "training tokens"), ("flops", "training FLOPs"), ("seconds", "training seconds"))
+# Periodic validation metrics plotted against each axis: (key, y label); a metric no run records is not plotted.
+PLOT_METRICS = (("valid_loss", "validation loss (nats/token)"), ("valid_bleu", "validation BLEU (greedy)"))
 
 
 def report(study_dir, out_dir=None):
@@ -156,8 +162,8 @@ def markdown_report(records, study=None):
     lines += ["## Mean ± std over seeds", "", _summary_table(summarize(records)), ""]
     lines += _notes(records, study)
     lines += ["## Every run", "", _runs_table(records), ""]
-    lines += ["## Plots", ""] + [f"![valid loss vs {label}](plots/valid_loss_vs_{axis}.png)"
-                                 for axis, label in PLOT_AXES] + [""]
+    lines += ["## Plots", ""] + [f"![{metric.replace('_', ' ')} vs {label}](plots/{metric}_vs_{axis}.png)"
+                                 for metric in plotted_metrics(records) for axis, label in PLOT_AXES] + [""]
     return "\n".join(lines)
 
 
@@ -171,13 +177,15 @@ def _settings_lines(records, study):
 
 
 def _summary_table(table):
-    header = "| model | seeds | params | non-emb. params | " + " | ".join(h for _, h, _ in SUMMARY) + " |"
-    lines = [header, "|" + "---|" * (4 + len(SUMMARY))]
+    columns = [c for c in SUMMARY
+               if c[0] not in OPTIONAL_SUMMARY or any(row[c[0]] is not None for row in table.values())]
+    header = "| model | seeds | params | non-emb. params | " + " | ".join(h for _, h, _ in columns) + " |"
+    lines = [header, "|" + "---|" * (4 + len(columns))]
     for model, row in table.items():
         record = row["record"]
         cells = [model, f"{row['finished']}/{row['runs']}", f"{record.get('params', 0):,}",
                  f"{record.get('non_embedding_params', 0):,}"]
-        for key, _, fmt in SUMMARY:
+        for key, _, fmt in columns:
             value = row[key]
             cells.append("—" if value is None else f"{fmt.format(value[0])} ± {fmt.format(value[1])}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -243,45 +251,54 @@ def _progress_notes(records, study):
     return notes
 
 
+def plotted_metrics(records):
+    """The `PLOT_METRICS` keys some run's history records (valid_loss always)."""
+    return [key for key, _ in PLOT_METRICS
+            if key == "valid_loss" or any(p.get(key) is not None for r in records for p in r.get("history", []))]
+
+
 def write_plots(study_dir, records):
-    """`plots/valid_loss_vs_{tokens,flops,seconds}.png`: one line per model (mean over seeds)."""
+    """`plots/<metric>_vs_{tokens,flops,seconds}.png` for each plotted metric: one line per model (mean over
+    seeds)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     plots = pathlib.Path(study_dir) / "plots"
+    labels = dict(PLOT_METRICS)
     paths = []
-    for axis, label in PLOT_AXES:
-        figure = Figure(figsize=(6, 4), dpi=100)  # No pyplot: no global figure state in library code.
-        ax = figure.add_subplot()
-        curves = _curves(records, axis)
-        for model, points in curves.items():
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, label=model)
-        ax.set_xlabel(label)
-        ax.set_ylabel("validation loss (nats/token)")
-        ax.set_title(f"Validation loss against {label}")
-        if axis != "seconds" and curves:
-            ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        if curves:
-            ax.legend(fontsize="small")
-        path = plots / f"valid_loss_vs_{axis}.png"
-        png = io.BytesIO()
-        FigureCanvasAgg(figure).print_png(png)
-        write_atomic(path, png.getvalue())  # the same curves make the same bytes: not rewritten
-        paths.append(path)
+    for metric in plotted_metrics(records):
+        for axis, label in PLOT_AXES:
+            figure = Figure(figsize=(6, 4), dpi=100)  # No pyplot: no global figure state in library code.
+            ax = figure.add_subplot()
+            curves = _curves(records, axis, metric)
+            for model, points in curves.items():
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, label=model)
+            ax.set_xlabel(label)
+            ax.set_ylabel(labels[metric])
+            ax.set_title(f"{labels[metric].split(' (')[0].capitalize()} against {label}")
+            if axis != "seconds" and curves:
+                ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+            if curves:
+                ax.legend(fontsize="small")
+            path = plots / f"{metric}_vs_{axis}.png"
+            png = io.BytesIO()
+            FigureCanvasAgg(figure).print_png(png)
+            write_atomic(path, png.getvalue())  # the same curves make the same bytes: not rewritten
+            paths.append(path)
     return paths
 
 
-def _curves(records, axis):
+def _curves(records, axis, metric="valid_loss"):
     # Mean of the seeds at each evaluation step; x is the mean too (seconds differ between seeds).
     by_model = {}
     for record in records:
         for point in record.get("history", []):
-            if point.get("valid_loss") is None:
+            if point.get(metric) is None:
                 continue
             by_model.setdefault(record["model"], {}).setdefault(point["step"], []).append(
-                (point[axis], point["valid_loss"]))
+                (point[axis], point[metric]))
     return {
         model: [(statistics.fmean(x for x, _ in ps), statistics.fmean(y for _, y in ps))
                 for _, ps in sorted(steps.items())]

@@ -352,7 +352,7 @@ def _finish(run, record, step, seconds, bar):
     if run.chief:
         with files.writing(run.run_dir, what="the final model and tokenizer"):
             run.model.save(run.run_dir / "model.keras")
-            run.task.data.tokenizer.save(run.run_dir / "tokenizer")
+            run.task.data.save_tokenizers(run.run_dir)
     if run.study["finetune"]["source"]:
         record.update(finetune(run))
     _write_record(run, record)

@@ -75,13 +75,13 @@ def plan_study(study=DEFAULT_STUDY, *, max_steps=None, overrides=(), shard=None,
         [0, 1]
     """
     from lmzoo.training.plan import plan_runs
-    from lmzoo.training.tasks import StudyData
+    from lmzoo.training.tasks import study_data
     from lmzoo.training.validation import validate_study
 
     resolved = load_study(study, overrides=overrides, max_steps=max_steps)
     chosen = select_shard(shard, shard_count)
     validate_study(resolved)
-    return plan_runs(resolved, StudyData(resolved), study_runs(resolved), chosen.count), chosen
+    return plan_runs(resolved, study_data(resolved), study_runs(resolved), chosen.count), chosen
 
 
 def study_runs(study):
@@ -146,13 +146,13 @@ def _run_study(study, runs, out_dir, force, show_progress, tf_strategy, shard):
     from lmzoo.training.plan import plan_runs
     from lmzoo.training.run import execute_run, is_finished
     from lmzoo.training.strategy import is_chief, select_strategy
-    from lmzoo.training.tasks import StudyData
+    from lmzoo.training.tasks import study_data
     from lmzoo.training.validation import validate_data, validate_study
 
     # Everything that can be checked is checked before anything is written or trained.
     validate_study(study)
     strategy = tf_strategy or select_strategy(study["train"]["strategy"])
-    shared = StudyData(study)
+    shared = study_data(study)
     validate_data(study, shared, list({entry["name"]: entry for entry, _ in runs}.values()))  # once per model
     if shard.count > 1:
         rows = plan_runs(study, shared, runs, shard.count)
@@ -239,11 +239,47 @@ def generate(run_dir, prompt, *, max_new_tokens=100, sampler=None, temperature=N
     return model.generate_text(tokenizer, prompt, total, **options)
 
 
-def _warn_out_of_vocabulary(prompt, tokenizer):
+def translate(run_dir, sentences, *, sampler="beam", num_beams=None, length_penalty=None, max_length=None):
+    """Translate sentences with the final model of a translation run.
+
+    Args:
+        run_dir: `STUDY_DIR/runs/<run_name>` of a finished translation run.
+        sentences: a list of source sentences.
+        sampler: `"beam"` or a keras-hub sampler name (`"greedy"`, `"top_k"`, ...).
+        num_beams, length_penalty: beam search settings (default: the run's own, from its `run.json`).
+        max_length: the longest translation in tokens (default: twice the source, plus 10).
+
+    Returns:
+        A list of translations.
+
+    Examples:
+
+        >>> translate("runs/synthetic_translation/runs/rnn_seq2seq-seed0", ["ka lo mi"])  # doctest: +SKIP
+        ['cat sun red']
+    """
+    from lmzoo.saving import load_run, load_source_tokenizer
+    from lmzoo.training.files import read_json
+
+    model, target_tokenizer = load_run(run_dir)
+    if getattr(model, "objective", None) != "translation":
+        raise LmzooError(f"The model in {str(run_dir)!r} is a {type(model).__name__}, not an encoder-decoder: "
+                         f"use `lmzoo generate` for language models.")
+    source_tokenizer = load_source_tokenizer(run_dir)
+    for sentence in sentences:
+        _warn_out_of_vocabulary(sentence, source_tokenizer, what="a sentence")
+    record = read_json(pathlib.Path(run_dir) / "run.json", {})
+    options = {"sampler": sampler, "max_length": max_length}
+    if sampler == "beam":
+        options["num_beams"] = num_beams or record.get("num_beams") or 4
+        options["length_penalty"] = record.get("length_penalty", 0.6) if length_penalty is None else length_penalty
+    return model.translate_text(source_tokenizer, target_tokenizer, sentences, **options)
+
+
+def _warn_out_of_vocabulary(prompt, tokenizer, what="the prompt"):
     unknown = tokenizer.out_of_vocabulary(prompt)
     if unknown:
         shown = ", ".join(repr(unit) for unit in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
         warnings.warn(LmzooWarning(
-            f"the prompt has {len(unknown)} {tokenizer.unit}(s) outside the "
+            f"{what} has {len(unknown)} {tokenizer.unit}(s) outside the "
             f"run's vocabulary, each read as {tokenizer.id_to_token(tokenizer.unk_id)}: {shown}."
         ), stacklevel=3)

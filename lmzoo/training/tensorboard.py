@@ -70,7 +70,8 @@ class RunLogger:
         if not self.enabled:
             return
         forward = tf.function(lambda x: model(x, training=False))
-        graph = forward.get_concrete_function(tf.TensorSpec(example_x.shape, example_x.dtype)).graph
+        spec = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, x.dtype), example_x)  # nested: (source, target)
+        graph = forward.get_concrete_function(spec).graph
         with self.writer("train").as_default():
             tf.summary.graph(graph)
 

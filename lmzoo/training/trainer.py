@@ -41,6 +41,20 @@ def weighted_cross_entropy(y, logits, weight):
     return nats, total_weight, tf.reduce_sum(correct * weight)
 
 
+def pad_to_common_shape(tensors):
+    """Pad each tensor with zeros at the end of every axis to the largest shape among them.
+
+    Batches of variable-length data (translation pairs) may differ in length within one fused chunk; ids 0
+    (padding, masked in the encoder, after the causal decoder's real positions) and weight 0 change no result.
+    Equal shapes (every language-model batch) are returned as they are.
+    """
+    shapes = [t.shape for t in tensors]
+    if all(shape == shapes[0] for shape in shapes):
+        return list(tensors)
+    target = [max(dims) for dims in zip(*shapes)]
+    return [tf.pad(t, [[0, size - dim] for size, dim in zip(target, t.shape)]) for t in tensors]
+
+
 def split_batch(batch):
     """`(x, y)` or `(x, y, w)` -> `(x, y, w)` with `w` all ones when the pipeline gives none."""
     x, y, w = keras.utils.unpack_x_y_sample_weight(tuple(batch))
@@ -162,9 +176,10 @@ class Trainer:
 
     @staticmethod
     def _stacked_batches(iterator, count):
-        """The next `count` batches as `(xs, ys, ws)`, each `(count, B, ...)`: the fused loop's input."""
+        """The next `count` batches as `(xs, ys, ws)`, each `(count, B, ...)`: the fused loop's input (`xs` is
+        nested when the model takes several inputs, as an encoder-decoder does)."""
         batches = [split_batch(tuple(next(iterator))) for _ in range(count)]
-        return tuple(tf.stack(parts) for parts in zip(*batches))
+        return tf.nest.map_structure(lambda *parts: tf.stack(pad_to_common_shape(parts)), *batches)
 
     def _fused_loop_fn(self, xs, ys, ws):
         outputs = self.strategy.run(self._fused_replica_steps, args=(xs, ys, ws))
@@ -172,11 +187,12 @@ class Trainer:
 
     def _fused_replica_steps_fn(self, xs, ys, ws):
         def body(i, nats, weight, correct, norm):
-            step_nats, step_weight, step_correct, norm = self._train_replica_step(xs[i], ys[i], ws[i])
+            x = tf.nest.map_structure(lambda stacked: stacked[i], xs)
+            step_nats, step_weight, step_correct, norm = self._train_replica_step(x, ys[i], ws[i])
             return i + 1, nats + step_nats, weight + step_weight, correct + step_correct, norm
 
         zero = tf.constant(0.0)
-        loop = tf.while_loop(lambda i, *_: i < tf.shape(xs)[0], body, (tf.constant(0), zero, zero, zero, zero))
+        loop = tf.while_loop(lambda i, *_: i < tf.shape(ys)[0], body, (tf.constant(0), zero, zero, zero, zero))
         return loop[1:]
 
     def _train_loop_fn(self, iterator, steps):

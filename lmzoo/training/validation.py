@@ -47,7 +47,7 @@ def validate_data(study, shared, entries):
     split, in milliseconds.
     """
     for entry in entries:
-        task_class(model_class(entry["family"]))(study, shared, 0, entry).train_dataset(0)
+        task_class(model_class(entry["family"]))(study, shared, 0, entry).check_data()
 
 
 def _checked_config(entry, path):

@@ -10,8 +10,9 @@ Examples:
 
 from lmzoo.training.registries import TASKS
 from lmzoo.training.tasks.base import StudyData, Task, entry_config
+from lmzoo.training.tasks.shared import study_data
 
-__all__ = ["TASKS", "StudyData", "Task", "entry_config", "task_class"]
+__all__ = ["TASKS", "StudyData", "Task", "entry_config", "study_data", "task_class"]
 
 
 def task_class(model_or_class):

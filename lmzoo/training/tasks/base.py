@@ -41,6 +41,10 @@ class StudyData:
         self.encoded = lmdata.encode_corpus(self.corpus, self.tokenizer)
         self.entropy_rate = self.corpus.metadata.get("entropy_rate_nats_per_char")
 
+    def save_tokenizers(self, run_dir):
+        """Write the tokenizer a finished run is used with to `run_dir/tokenizer` (`lmzoo.load_run` reads it)."""
+        self.tokenizer.save(run_dir / "tokenizer")
+
 
 def entry_config(entry, vocab_size):
     """The constructor arguments of a study's model entry: its preset, then `target_non_embedding_params`
@@ -109,8 +113,13 @@ class Task:
         return self.batch_size * self.sequence_length
 
     def flops_per_token(self, model):
-        """Training FLOPs per token of `model` at the study's window length."""
-        return float(model.flops_per_token(self.sequence_length))
+        """Training FLOPs per token of `model` (see `count_flops_per_token`)."""
+        return float(self.count_flops_per_token(type(model), model.get_config()))
+
+    def count_flops_per_token(self, model_class, config):
+        """Training FLOPs per token of `model_class(**config)` on this task's data, building nothing (also the
+        planned cost of a run before its model exists): at the study's window length by default."""
+        return model_class.count_flops_per_token(config, self.sequence_length)
 
     def example_input(self):
         """One input batch's worth of zeros `(1, T)`, to trace the model graph for TensorBoard."""
@@ -126,6 +135,11 @@ class Task:
     def steps_per_epoch(self):
         """Training steps of one pass over the training split (the unit of `budget.epochs` and step decay)."""
         raise NotImplementedError
+
+    def check_data(self):
+        """Raise `DataError` or `ConfigError` when this run cannot train on the study's data; by default, build
+        the training pipeline (which checks its windows against the split, in milliseconds)."""
+        self.train_dataset(0)
 
     def carried_state(self, model):
         """The `CarriedState` training carries from batch to batch (truncated BPTT), or None."""

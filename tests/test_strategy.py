@@ -78,6 +78,24 @@ def test_cpu_peak_from_cpuinfo(tmp_path):
     assert peak == pytest.approx(cores * strategies.CPU_FALLBACK_GHZ * 1e9 * 16)
 
 
+@pytest.mark.parametrize("flags, dtype, flop, unit", [
+    ("avx2 fma avx512f avx512_bf16 amx_tile amx_bf16", "bfloat16", 1024, "amx_bf16"),
+    ("avx2 fma avx512f avx512_bf16", "bfloat16", 128, "avx512_bf16"),
+    ("avx2 fma", "bfloat16", 32, "avx2"),  # no native bf16 (an AVX2 EPYC): the float32 units' peak
+    ("avx2 fma avx512f avx512_fp16", "float16", 128, "avx512_fp16"),
+    ("avx2 fma avx512f amx_bf16", "float32", 64, "avx512f"),  # AMX does not raise the float32 peak
+])
+def test_mfu_uses_the_peak_of_the_compute_dtype(tmp_path, flags, dtype, flop, unit):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"model name\t: Test CPU\ncpu MHz\t\t: 2000.000\nflags\t\t: fpu {flags}\n")
+    peak, how = strategies.cpu_peak_flops(str(cpuinfo), compute_dtype=dtype)
+    cores = len(strategies.os.sched_getaffinity(0))
+    assert peak == pytest.approx(cores * 2.0e9 * flop) and unit in how and f"{dtype} peak" in how
+    assert ("no native" in how) == (unit == "avx2")
+    features = strategies.cpu_features(str(cpuinfo))
+    assert features["model"] == "Test CPU" and set(features["flags"]) == set(flags.split()) - {"fpu"}
+
+
 def test_mixed_float16_wraps_the_optimizer_in_loss_scaling():
     schedule = build_schedule(OPTIMIZER["learning_rate"], SCHEDULE, total_steps=100)
     optimizer = build_optimizer(OPTIMIZER, schedule, dtype_policy="mixed_float16")

@@ -234,6 +234,16 @@ def test_tiny_encoder_decoders_learn_the_synthetic_task_to_bleu_95(tmp_path):
                           "--text", "ka ka"], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert cli.stdout.splitlines() == [answer, "red red"]
+    with pytest.raises(lmzoo.errors.LmzooError, match="is an encoder-decoder: translate with `lmzoo translate"):
+        lmzoo.training.generate(run_dir, "ka")
+
+
+def test_translate_needs_exactly_one_source_of_sentences(tmp_path):
+    for extra in ([], ["--text", "a", "--file", str(tmp_path / "x.txt")]):
+        result = subprocess.run([sys.executable, "-m", "lmzoo", "translate", str(tmp_path), *extra],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and "needs the sentences: --text" in result.stderr, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 SCRIPT = "import json, sys\nfrom lmzoo.training import compare\n" \

@@ -61,6 +61,7 @@ def with_results(run, record, valid, test=None):
         mfu=run.flops_per_token * speed / peak,
         device_peak_flops=peak,
         device=peak_source,
+        cpu=strategies.cpu_description(),
         entropy_rate=run.task.data.entropy_rate,
         **{f"valid_{k}": v for k, v in valid.items()},
         **{f"test_{k}": v for k, v in (test or {}).items()},

@@ -170,7 +170,7 @@ def markdown_report(records, study=None):
 def _settings_lines(records, study):
     first = records[0]
     keys = ("tokenizer", "vocab_size", "sequence_length", "global_batch", "dtype_policy", "jit_compile",
-            "strategy", "replicas", "device")
+            "strategy", "replicas", "device", "cpu")
     shared = ", ".join(f"{k} = {first.get(k)}" for k in keys if first.get(k) is not None)
     corpus = (study or {}).get("corpus", {}).get("source", "?")
     return ["## Settings", "", f"Corpus `{corpus}`; every run: {shared}.", ""]

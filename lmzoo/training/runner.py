@@ -228,6 +228,9 @@ def generate(run_dir, prompt, *, max_new_tokens=100, sampler=None, temperature=N
     from lmzoo.saving import load_run
 
     model, tokenizer = load_run(run_dir)
+    if getattr(model, "objective", None) == "translation":
+        raise LmzooError(f"The model in {str(run_dir)!r} is an encoder-decoder: translate with `lmzoo translate "
+                         f"{run_dir} --text ...` instead.")
     if not getattr(model, "is_causal", False):
         raise LmzooError(f"The model in {str(run_dir)!r} is not a causal language model and cannot generate text.")
     _warn_out_of_vocabulary(prompt, tokenizer)

@@ -30,7 +30,19 @@ DEVICE_PEAK_FLOPS = {
     "TPU v5p": {"float32": 459e12, "bfloat16": 459e12},
 }
 # FLOP per cycle per core for fp32: 2 FMA units x 8 lanes x 2 FLOP (AVX2), x 2 lanes again with AVX-512.
-CPU_FLOP_PER_CYCLE = {"avx512f": 64, "avx2": 32, "fallback": 16}
+# FLOP per cycle per core of the widest unit for each compute dtype, best first: (cpuinfo flag, FLOP/cycle).
+# float32: two FMA ports of 16 (AVX-512) or 8 (AVX2) lanes. bfloat16: AMX's tile unit, 1,024 (Intel's figure for
+# Sapphire Rapids), or two ports of AVX512-BF16 dot products (16 lanes x 2 pairs x 2 FLOP). float16: AVX512-FP16's
+# two ports of 32 lanes. Without a native unit a dtype runs on the float32 units (converted), at their peak.
+CPU_FLOP_PER_CYCLE = {
+    "float32": (("avx512f", 64), ("avx2", 32)),
+    "bfloat16": (("amx_bf16", 1024), ("avx512_bf16", 128)),
+    "float16": (("avx512_fp16", 128),),
+}
+CPU_FALLBACK_FLOP_PER_CYCLE = 16  # SSE-class FMA-less units, or an unknown CPU
+# The cpuinfo flags that decide lmzoo's peaks and execution choices, recorded with every result.
+CPU_FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_tile",
+                     "amx_bf16", "amx_int8")
 CPU_FALLBACK_GHZ = 2.5  # When /proc/cpuinfo gives no clock (macOS, some containers).
 
 
@@ -166,11 +178,11 @@ def use_xla(setting, strategy):
 
 
 def device_peak_flops(strategy, compute_dtype="float32"):
-    """Peak FLOP/s of all the strategy's devices together, for MFU, and where the number came from.
+    """Peak FLOP/s of all the strategy's devices together in `compute_dtype`, for MFU, and where it came from.
 
-    GPUs and TPUs come from `DEVICE_PEAK_FLOPS` (matched on the device name); the CPU peak is computed from
-    the machine as cores x GHz x FLOP/cycle (32 with AVX2 FMA, 64 with AVX-512, 16 otherwise), read from
-    /proc/cpuinfo; without it, `CPU_FALLBACK_GHZ` and `os.cpu_count()`.
+    GPUs and TPUs come from `DEVICE_PEAK_FLOPS` (matched on the device name, per dtype); the CPU peak is
+    computed from the machine as cores x GHz x FLOP/cycle of its widest unit for the dtype (`cpu_peak_flops`),
+    read from /proc/cpuinfo; without it, `CPU_FALLBACK_GHZ` and `os.cpu_count()`.
 
     Returns:
         `(peak_flops, description)`.
@@ -188,7 +200,7 @@ def device_peak_flops(strategy, compute_dtype="float32"):
     if gpus:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return _table_peak(name, compute_dtype) * strategy.num_replicas_in_sync, name
-    return cpu_peak_flops()
+    return cpu_peak_flops(compute_dtype=compute_dtype)
 
 
 def _table_peak(name, compute_dtype):
@@ -199,12 +211,13 @@ def _table_peak(name, compute_dtype):
     return DEVICE_PEAK_FLOPS["T4"]["float32"]  # An unknown accelerator: a conservative guess, said in results.
 
 
-def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo"):
-    """fp32 peak of this machine's CPUs: `(cores x GHz x FLOP/cycle, description)`.
+def cpu_features(cpuinfo_path="/proc/cpuinfo"):
+    """This machine's CPU: `{"model", "cores", "ghz", "flags"}`, `flags` the `CPU_FEATURE_FLAGS` it has.
 
     Examples:
 
-        >>> cpu_peak_flops()[0] > 1e9
+        >>> features = cpu_features()
+        >>> features["cores"] >= 1 and set(features["flags"]) <= set(CPU_FEATURE_FLAGS)
         True
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -214,8 +227,42 @@ def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo"):
     except OSError:
         text = ""
     mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.MULTILINE)
-    ghz = float(mhz[0]) / 1000 if mhz else CPU_FALLBACK_GHZ
+    model = re.findall(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
     flags = set(re.findall(r"^flags\s*:(.*)$", text, re.MULTILINE)[0].split()) if "flags" in text else set()
-    isa = next((k for k in ("avx512f", "avx2") if k in flags), "fallback")
-    flop = CPU_FLOP_PER_CYCLE[isa]
-    return cores * ghz * 1e9 * flop, f"CPU: {cores} cores x {ghz:.2f} GHz x {flop} FLOP/cycle ({isa})"
+    return {"model": model[0].strip() if model else "unknown CPU", "cores": cores,
+            "ghz": float(mhz[0]) / 1000 if mhz else CPU_FALLBACK_GHZ,
+            "flags": [flag for flag in CPU_FEATURE_FLAGS if flag in flags]}
+
+
+def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo", compute_dtype="float32"):
+    """Peak of this machine's CPUs in `compute_dtype`: `(cores x GHz x FLOP/cycle, description)`.
+
+    The unit is the widest the CPU has for that dtype (`CPU_FLOP_PER_CYCLE`): a bfloat16 run on an AMX CPU is
+    measured against AMX's peak, not float32's; without a native unit, against the float32 units it runs on.
+
+    Examples:
+
+        >>> cpu_peak_flops()[0] > 1e9
+        True
+    """
+    features = cpu_features(cpuinfo_path)
+    cores, ghz, flags = features["cores"], features["ghz"], set(features["flags"])
+    native = [(flag, flop) for flag, flop in CPU_FLOP_PER_CYCLE.get(compute_dtype, ()) if flag in flags]
+    units = native or [(flag, flop) for flag, flop in CPU_FLOP_PER_CYCLE["float32"] if flag in flags]
+    unit, flop = units[0] if units else ("fallback", CPU_FALLBACK_FLOP_PER_CYCLE)
+    how = f"CPU: {cores} cores x {ghz:.2f} GHz x {flop} FLOP/cycle ({unit}, {compute_dtype} peak"
+    how += ")" if native or compute_dtype == "float32" else f": no native {compute_dtype} unit)"
+    return cores * ghz * 1e9 * flop, how
+
+
+def cpu_description():
+    """One line naming the CPU and its `CPU_FEATURE_FLAGS`, recorded with every result (speed figures hold only
+    on the machine they were measured on).
+
+    Examples:
+
+        >>> "cores" in cpu_description()
+        True
+    """
+    features = cpu_features()
+    return f"{features['model']}, {features['cores']} cores, {' '.join(features['flags']) or 'no AVX2'}"

@@ -91,6 +91,7 @@ class TranslationTask(Task):
     def __init__(self, study, data, seed, entry=None):
         super().__init__(study, data, seed, entry)
         self.settings = study["translation"]
+        self.sequence_length = None  # sentences, not windows: `data.sequence_length` does not apply
         self.pairs = data.encoded
         train_pairs = self.pairs.num_pairs("train")
         # Mean scored target tokens per sentence, and source tokens per target token (the FLOP accounting).

@@ -136,7 +136,7 @@ def _cmd_models(args):
     from lmzoo.models import list_models, list_presets
 
     for name in list_models():
-        print(f"{name:12s} presets: {', '.join(list_presets(name))}")
+        print(f"{name:20s} presets: {', '.join(list_presets(name))}")
 
 
 def _cmd_bench(args):

@@ -140,7 +140,10 @@ def translate(model, source_ids, max_length, *, sampler="beam", num_beams=DEFAUL
             `"random"`.
         num_beams: beams of `"beam"`.
         length_penalty: GNMT's alpha for choosing among the beams.
-        temperature, top_k, top_p, seed: the sampling samplers' arguments.
+        temperature: the sampling distribution's temperature.
+        top_k: candidates kept by `"top_k"`.
+        top_p: probability mass kept by `"top_p"`.
+        seed: seed of the random samplers; the same seed gives the same tokens.
         use_cache: decode incrementally on the cache; False recomputes the whole target at each step.
 
     Returns:
@@ -191,10 +194,13 @@ def translate_text(model, source_tokenizer, target_tokenizer, sentences, *, max_
 
     Args:
         model: a `Seq2SeqModel`.
-        source_tokenizer, target_tokenizer: the run's tokenizers (the same object for a joint vocabulary).
+        source_tokenizer: the tokenizer of the source side.
+        target_tokenizer: the tokenizer of the target side (the same object for a joint vocabulary).
         sentences: a list of strings (or one string).
         max_length: target length limit; by default `max_length_ratio` x the source length + 10, within the
             model's `max_sequence_length`.
+        batch_size: sentences decoded per compiled call (the last batch is padded with filler rows).
+        max_length_ratio: the default `max_length` per source token.
         **kwargs: `translate`'s decoding arguments (sampler, num_beams, length_penalty, ...).
 
     Returns:

@@ -8,7 +8,8 @@ import pytest
 from lmzoo.cli import build_parser, main
 
 COMMANDS = [
-    ["compare"], ["train"], ["generate"], ["report"], ["tensorboard"], ["bench"], ["data", "stats"], ["models"],
+    ["compare"], ["train"], ["generate"], ["translate"], ["report"], ["tensorboard"], ["bench"], ["data", "stats"],
+    ["models"],
 ]
 
 
@@ -19,7 +20,7 @@ def run_cli(*args):
 def test_top_level_help_lists_every_command():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ["compare", "train", "generate", "report", "tensorboard", "bench", "data", "models"]:
+    for command in ["compare", "train", "generate", "translate", "report", "tensorboard", "bench", "data", "models"]:
         assert command in result.stdout
 
 
@@ -50,7 +51,7 @@ def test_unknown_tokenizer_lists_known_ones(capsys, data_dir):
 def test_models_lists_every_family(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ["simple_rnn", "lstm", "gru", "gpt", "bert"]:
+    for name in ["simple_rnn", "lstm", "gru", "gpt", "bert", "transformer_seq2seq", "rnn_seq2seq"]:
         assert name in out
 
 

@@ -8,66 +8,16 @@ its encoder's share, scaled by the corpus's source tokens per target token.
 
 import tensorflow as tf
 
-from lmzoo.data.parallel import load_parallel
 from lmzoo.data.translation import (
-    LENGTH_BUCKET, encode_pairs, pair_length, round_up, translation_eval_dataset, translation_steps_per_epoch,
-    translation_train_dataset,
+    LENGTH_BUCKET, round_up, translation_eval_dataset, translation_steps_per_epoch, translation_train_dataset,
 )
 from lmzoo.errors import ConfigError
 from lmzoo.metrics import corpus_bleu, corpus_chrf
 from lmzoo.models import build_model, model_class
-from lmzoo.tokenizers import build_tokenizer
 from lmzoo.training.tasks.base import Task, entry_config
 from lmzoo.translation import translate_text
 
 SAMPLE_SENTENCES = 3  # translations shown in TensorBoard at each validation
-
-
-class TranslationData:
-    """The parallel corpus, tokenizers and encoded pairs of a translation study, shared by every run.
-
-    With `translation.joint_vocabulary` one tokenizer is trained on both sides (`source_tokenizer is
-    target_tokenizer`), which lets models share their embeddings; otherwise one per side.
-
-    Examples:
-
-        >>> from lmzoo.training import load_study
-        >>> study = load_study("synthetic_translation", overrides=["corpus.size=200"])
-        >>> data = TranslationData(study)
-        >>> data.source_tokenizer is data.target_tokenizer, data.encoded.num_pairs("train")
-        (True, 200)
-    """
-
-    def __init__(self, study):
-        corpus_cfg, tokenizer_cfg, settings = study["corpus"], study["tokenizer"], study["translation"]
-        self.corpus = load_parallel(corpus_cfg["source"], pair=settings["pair"], data_dir=corpus_cfg["data_dir"],
-                                    size=corpus_cfg["size"], seed=corpus_cfg["seed"])
-        name, options = tokenizer_cfg["name"], tokenizer_cfg["options"]
-        if settings["joint_vocabulary"]:
-            both = self.corpus.text("source") + self.corpus.text("target")
-            self.source_tokenizer = self.target_tokenizer = build_tokenizer(name, both, **options)
-        else:
-            self.source_tokenizer = build_tokenizer(name, self.corpus.text("source"), **options)
-            self.target_tokenizer = build_tokenizer(name, self.corpus.text("target"), **options)
-        self.tokenizer = self.target_tokenizer  # what the model's output layer spans
-        self.encoded = encode_pairs(self.corpus, self.source_tokenizer, self.target_tokenizer)
-        self.entropy_rate = None
-
-    @property
-    def joint(self):
-        return self.source_tokenizer is self.target_tokenizer
-
-    def save_tokenizers(self, run_dir):
-        """`run_dir/tokenizer` (the target's, or the joint one) and `run_dir/source_tokenizer` when separate."""
-        self.target_tokenizer.save(run_dir / "tokenizer")
-        if not self.joint:
-            self.source_tokenizer.save(run_dir / "source_tokenizer")
-
-    def longest_pair(self):
-        """The longest padded pair length over every split (what the model's positions must cover)."""
-        encoded = self.encoded
-        return max(pair_length(s, t) for split in encoded.source for s, t in zip(encoded.source[split],
-                                                                                   encoded.target[split]))
 
 
 class TranslationTask(Task):
@@ -79,6 +29,7 @@ class TranslationTask(Task):
     Examples:
 
         >>> from lmzoo.training import load_study
+        >>> from lmzoo.training.tasks.shared import TranslationData
         >>> study = load_study("synthetic_translation", overrides=["corpus.size=200"])
         >>> task = TranslationTask(study, TranslationData(study), seed=0, entry=study["models"][0])
         >>> (source, decoder_input), target, weight = next(iter(task.train_dataset(0)))

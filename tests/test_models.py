@@ -159,6 +159,39 @@ def test_init_scale_draws_every_weight_uniform_in_the_scale(cell):
     assert default.init_scale is None and np.abs(numpy(default.embedding.embeddings)).max() > 0.5  # unchanged
 
 
+def test_rnn_dropout_drops_embedding_features_elementwise():
+    # Zaremba et al. and word_language_model drop the embedding output feature by feature, before the first
+    # recurrent layer; capture what the stack receives.
+    model = RNNLM(vocab_size=VOCAB, cell="lstm", hidden_dim=64, num_layers=1, dropout=0.5)
+    seen = []
+    stack_call = model.stack.call
+    model.stack.call = lambda x, **kwargs: (seen.append(numpy(x)), stack_call(x, **kwargs))[1]
+    ids = random_ids((4, 32))
+    model(ids, training=True)
+    model(ids, training=False)
+    dropped, clean = seen
+    zeros = dropped == 0.0
+    assert 0.4 < zeros.mean() < 0.6
+    assert not zeros.all(axis=-1).any()  # features, not whole token vectors (odds 2^-64 per token)
+    np.testing.assert_allclose(dropped[~zeros], 2.0 * clean[~zeros], rtol=1e-5)  # survivors scaled by 1/(1-p)
+
+
+def test_rnn_output_bias_is_added_to_every_logit_and_counted_with_the_embeddings(tmp_path):
+    plain = RNNLM(vocab_size=VOCAB, cell="gru", hidden_dim=16, num_layers=1)
+    model = RNNLM(vocab_size=VOCAB, cell="gru", hidden_dim=16, num_layers=1, output_bias=True)
+    assert model.num_parameters() == plain.num_parameters() + VOCAB
+    assert model.num_non_embedding_parameters() == plain.num_non_embedding_parameters()
+    ids = random_ids((2, 5))
+    before = numpy(model(ids))
+    bias = np.arange(VOCAB, dtype="float32")
+    model.logit_bias.assign(bias)
+    np.testing.assert_allclose(numpy(model(ids)), before + bias, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(numpy(load_model(tmp_path / "model.keras").logit_bias), bias)
+    prompt = ids[:, :2]  # the cached decoding step uses the same head
+    np.testing.assert_array_equal(numpy(model.generate(prompt, 5)), numpy(model.generate(prompt, 5, use_cache=False)))
+
+
 def constructor_args(model_class):
     return {p for p in inspect.signature(model_class.__init__).parameters if p not in ("self", "kwargs")}
 

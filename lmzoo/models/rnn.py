@@ -28,9 +28,14 @@ def rnn_embedding_initializer():
 class RNNLM(LanguageModel):
     """A recurrent language model over keras' own recurrent layers (fused cuDNN kernel kept on GPUs).
 
-    `embedding -> embedding dropout -> RecurrentStack -> [projection to embedding_dim] -> output layer`.
+    `embedding -> dropout -> RecurrentStack -> [projection to embedding_dim] -> output layer [+ bias]`.
     With `tie_embeddings` the output layer is the transposed embedding; when `hidden_dim != embedding_dim`
     a dense projection maps the top layer's outputs to `embedding_dim` first.
+
+    `dropout` acts on every non-recurrent connection: the embedding output, between layers and on the top
+    layer's output, elementwise, as Zaremba et al. (2014), TensorFlow's PTB tutorial and PyTorch's
+    word_language_model apply it (`emb = drop(encoder(input))`). `embedding_dropout` is the other kind, whole
+    words dropped (Gal and Ghahramani, 2016), on top of it.
 
     Carrying state (truncated BPTT, stateful evaluation): `call(token_ids, initial_state=states,
     return_state=True)` returns `(logits, states)`, where `states` is a flat list of `(B, hidden_dim)` tensors
@@ -43,9 +48,12 @@ class RNNLM(LanguageModel):
         hidden_dim: state width `H` of every layer.
         num_layers: number of stacked recurrent layers.
         embedding_dim: embedding width `E`; `hidden_dim` when None.
-        dropout: dropout between layers and before the output layer.
+        dropout: elementwise dropout on the embedding output, between layers and before the output layer.
         embedding_dropout: drops whole token vectors of the embedding output.
         tie_embeddings: use the embedding matrix as the output layer.
+        output_bias: add a learned bias `(V,)` to the logits, as the classic recipes' softmax layer has
+            (PyTorch's `nn.Linear` decoder, even tied; the PTB tutorial's `softmax_b`). It starts at zero and is
+            counted with the embeddings, like the output table.
         init_scale: None keeps the initialisers below (unit-scale embeddings, keras' recurrent ones); a number
             draws EVERY weight (embedding, kernels, biases, the untied output table, the projection) uniform in
             [-init_scale, init_scale] with no LSTM forget-gate bias of 1, as Zaremba et al. (2014) do (0.1 for
@@ -66,7 +74,7 @@ class RNNLM(LanguageModel):
     is_causal = True
 
     def __init__(self, vocab_size, cell="lstm", hidden_dim=256, num_layers=2, embedding_dim=None, dropout=0.0,
-                 embedding_dropout=0.0, tie_embeddings=True, init_scale=None, **kwargs):
+                 embedding_dropout=0.0, tie_embeddings=True, init_scale=None, output_bias=False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.cell = cell
@@ -77,12 +85,14 @@ class RNNLM(LanguageModel):
         self.embedding_dropout = embedding_dropout
         self.tie_embeddings = tie_embeddings
         self.init_scale = init_scale
+        self.output_bias = output_bias
         self.check_config(self.get_config())
         dtype = self.dtype_policy
         width = embedding_dim or hidden_dim
         self.embedding = keras_hub.layers.ReversibleEmbedding(
             vocab_size, width, tie_weights=tie_embeddings, embeddings_initializer=self._embedding_initializer(),
             dtype=dtype, name="embedding")
+        self.input_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="input_dropout") if dropout else None
         # noise_shape (B, T, 1) drops whole token vectors rather than single features.
         self.embedding_dropout_layer = (
             keras.layers.Dropout(embedding_dropout, noise_shape=(None, None, 1), dtype=dtype,
@@ -92,6 +102,9 @@ class RNNLM(LanguageModel):
         self.projection = (
             keras.layers.Dense(width, dtype=dtype, name="projection", **self._dense_initializers())
             if width != hidden_dim else None)
+        # float32 like the logits it is added to, whatever the compute dtype.
+        self.logit_bias = (self.add_weight(shape=(vocab_size,), initializer="zeros", dtype="float32",
+                                           name="output_bias") if output_bias else None)
         self.build()
 
     def _embedding_initializer(self):
@@ -113,7 +126,7 @@ class RNNLM(LanguageModel):
         check_positive(vocab_size=config["vocab_size"], hidden_dim=config["hidden_dim"],
                        num_layers=config["num_layers"], embedding_dim=config["embedding_dim"] or config["hidden_dim"])
         check_rate(dropout=config["dropout"], embedding_dropout=config["embedding_dropout"])
-        check_flag(tie_embeddings=config["tie_embeddings"])
+        check_flag(tie_embeddings=config["tie_embeddings"], output_bias=config["output_bias"])
         scale = config["init_scale"]
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0):
             raise LmzooError(f"init_scale must be a positive number or None, got {scale!r}.")
@@ -134,13 +147,16 @@ class RNNLM(LanguageModel):
 
     def _run(self, token_ids, initial_state, training):
         x = self.embedding(check_token_ids(token_ids))  # (B, T, E)
+        if self.input_dropout:
+            x = self.input_dropout(x, training=training)
         if self.embedding_dropout_layer:
             x = self.embedding_dropout_layer(x, training=training)
         return self.stack(x, initial_state=initial_state, training=training)  # (B, T, H), states
 
     def _head(self, hidden):
         x = self.projection(hidden) if self.projection else hidden  # (B, T, E)
-        return ops.cast(self.embedding(x, reverse=True), "float32")  # (B, T, V)
+        logits = ops.cast(self.embedding(x, reverse=True), "float32")  # (B, T, V)
+        return logits + self.logit_bias if self.logit_bias is not None else logits
 
     def hidden_states(self, token_ids, training=False):
         return self._run(token_ids, None, training)[0]
@@ -162,7 +178,8 @@ class RNNLM(LanguageModel):
     # ----- accounting -------------------------------------------------------------------------------------
 
     def embedding_weights(self):
-        return self.embedding.weights  # the input table, and the output table when untied
+        # The input table, the output table when untied, and the output bias: all scale with V.
+        return [*self.embedding.weights, *([self.logit_bias] if self.logit_bias is not None else [])]
 
     @classmethod
     def count_flops_per_token(cls, config, sequence_length):
@@ -190,4 +207,5 @@ class RNNLM(LanguageModel):
             "embedding_dropout": self.embedding_dropout,
             "tie_embeddings": self.tie_embeddings,
             "init_scale": self.init_scale,
+            "output_bias": self.output_bias,
         }

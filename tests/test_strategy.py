@@ -63,11 +63,6 @@ def test_dtype_policies_are_passed_not_set_globally():
         strategies.dtype_policy("int8")
 
 
-def test_xla_auto_is_on_for_cpu():
-    assert strategies.use_xla("auto", tf.distribute.get_strategy()) is True
-    assert strategies.use_xla(False, tf.distribute.get_strategy()) is False
-
-
 def test_cpu_peak_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\ncpu MHz\t\t: 3000.000\nflags\t\t: fpu sse avx2 fma avx512f\n")

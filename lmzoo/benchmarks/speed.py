@@ -10,8 +10,11 @@ the reference over several rounds, and reported as the ratio of their best round
 | `lstm_word` | `RNNLM` LSTM 2x200, vocab 33,278, BPTT 35, batch 20 | plain Keras Embedding-LSTM-LSTM-Dense, `fit` with XLA |
 | `gru_word`, `simple_rnn_word` | the same size with the other cells | (reported beside it) |
 
-Each row reports tokens/s, training FLOPs per token, MFU against the device's peak, and whether the model
-kept its fused kernel. Peak resident memory is measured in a separate baby-GPT training process, so the
+Each row reports lmzoo in every execution its probe would time on this machine (`lmzoo.training.execution`:
+float32 with XLA on the whole step, on parts, without XLA; bfloat16 without XLA where the CPU has AMX or
+AVX512-BF16), the one it would choose and that one's ratio to the reference, the float32-XLA ratio beside it,
+training FLOPs per token, MFU against the chosen dtype's peak, and whether the model kept its fused kernel. The
+result carries the machine's CPU model and features (`machine`). Peak resident memory is measured in a separate baby-GPT training process, so the
 benchmark's own models do not count against it.
 
 Examples:
@@ -62,16 +65,18 @@ def _random_batches(case, seed=0):
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
-def _lmzoo_timer(case, steps_per_execution=STEPS_PER_EXECUTION):
-    """Build lmzoo's model and trainer; return (model, a function that trains n steps)."""
+def _lmzoo_timer(case, steps_per_execution=STEPS_PER_EXECUTION, dtype_policy="float32", jit="xla"):
+    """Build lmzoo's model and trainer in one execution; return (model, a function that trains n steps)."""
     import keras
 
     from lmzoo.models import build_model
     from lmzoo.training import Trainer
+    from lmzoo.training.execution import JIT_MODES
 
-    model = build_model(case["family"], vocab_size=case["vocab_size"], **case["model"])
+    model = build_model(case["family"], vocab_size=case["vocab_size"], dtype=keras.DTypePolicy(dtype_policy),
+                        **case["model"])
     trainer = Trainer(
-        model, keras.optimizers.AdamW(1e-3), clipnorm=1.0, jit_compile=True,
+        model, keras.optimizers.AdamW(1e-3), clipnorm=1.0, jit_compile=JIT_MODES[jit],
         steps_per_execution=steps_per_execution,
     )
     iterator = trainer.iterator(_random_batches(case))
@@ -120,10 +125,21 @@ def _alternating_best_seconds(timers, steps):
     return best
 
 
+def lmzoo_candidates():
+    """The executions a run with `jit_compile: auto` and `dtype_policy: auto` would probe on this machine."""
+    from lmzoo.training import execution
+    from lmzoo.training.strategy import cpu_features
+
+    native_bf16 = execution.has_native_bf16(cpu_features()["flags"])
+    return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16)
+
+
 def measure_case(name, *, steps=None):
-    """Measure one case of `SPEED_CASES`: lmzoo (and its reference, if any) in this process."""
+    """Measure one case of `SPEED_CASES` in this process: every execution lmzoo would probe, the one it would
+    choose (`lmzoo.training.execution.best`) and its reference, if any, alternating over `ROUNDS` rounds."""
     import tensorflow as tf
 
+    from lmzoo.training import execution
     from lmzoo.training.strategy import device_peak_flops
 
     case = SPEED_CASES[name]
@@ -131,27 +147,39 @@ def measure_case(name, *, steps=None):
     # lmzoo's steps per compiled call; the reference runs `fit` as its documentation does (one step per call).
     chunk = min(steps, STEPS_PER_EXECUTION)
     tokens = case["batch_size"] * case["sequence_length"] * steps
-    model, lmzoo_steps = _lmzoo_timer(case, steps_per_execution=chunk)
-    compile_seconds = _timed(lmzoo_steps, chunk)
-    timers = [lmzoo_steps]
+    pairs = lmzoo_candidates()
+    timers, compile_seconds = [], {}
+    for dtype, jit in pairs:
+        model, train_steps = _lmzoo_timer(case, steps_per_execution=chunk, dtype_policy=dtype, jit=jit)
+        compile_seconds[f"{dtype}/{jit}"] = _timed(train_steps, chunk)
+        timers.append(train_steps)
     if case["reference"]:
         timers.append(_reference_timer(case))
-        timers[1](chunk)  # compile
+        timers[-1](chunk)  # compile
     seconds = _alternating_best_seconds(timers, steps)
-    lmzoo_tps = tokens / seconds[0]
+    figures = {pair: tokens / s for pair, s in zip(pairs, seconds)}
+    chosen = execution.best(figures)
+    lmzoo_tps, float32_xla_tps = figures[chosen], figures[("float32", "xla")]
+    reference_tps = tokens / seconds[-1] if case["reference"] else None
     flops = model.flops_per_token(case["sequence_length"])
-    reference_tps = tokens / seconds[1] if case["reference"] else None
+    strategy = tf.distribute.get_strategy()
+    peak, peak_source = device_peak_flops(strategy, "bfloat16" if chosen[0] == "mixed_bfloat16" else "float32")
     input_tps = _input_tokens_per_second(case)
     return {
         "case": name,
+        "execution": "/".join(chosen),
         "lmzoo_tokens_per_second": lmzoo_tps,
+        "float32_xla_tokens_per_second": float32_xla_tps,
         "reference": case["reference"],
         "reference_tokens_per_second": reference_tps,
         "ratio": lmzoo_tps / reference_tps if reference_tps else None,
+        "float32_xla_ratio": float32_xla_tps / reference_tps if reference_tps else None,
         "flops_per_token": flops,
-        "mfu": flops * lmzoo_tps / device_peak_flops(tf.distribute.get_strategy())[0],
+        "mfu": flops * lmzoo_tps / peak,
+        "mfu_peak": peak_source,
         "parameters": model.num_parameters(),
         "fused_kernel": model.uses_fused_kernel,
+        "executions": {"/".join(pair): tps for pair, tps in figures.items()},
         "compile_seconds": compile_seconds,
         "input_tokens_per_second": input_tps,
         "input_ratio": input_tps / lmzoo_tps,
@@ -183,11 +211,16 @@ def bench_speed(*, quick=False, cases=None):
     cases = cases or (["gpt_baby", "lstm_word"] if quick else list(SPEED_CASES))
     rows = [measure_case(name, steps=4 if quick else None) for name in cases]
     memory = peak_training_memory_bytes(steps=4 if quick else 40)
+    from lmzoo.training.strategy import cpu_features
+
     return {
         "benchmark": "speed",
+        "machine": cpu_features(),
         "rows": rows,
         "peak_memory_gib": memory / 2**30,
         "notes": [
+            "execution = the dtype/XLA mode lmzoo's probe chooses (train.jit_compile and dtype_policy: auto); "
+            "float32_xla = lmzoo in float32 with XLA on the whole step",
             f"peak resident memory of a baby-GPT training process: {memory / 2**30:.2f} GiB",
             "ratio = lmzoo tokens/s / reference tokens/s, best of rounds alternating in one process",
         ],

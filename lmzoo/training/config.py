@@ -186,8 +186,12 @@ SCHEMA = {
         "seeds": _opt([0], _seeds()),
         "steps_per_execution": _opt(10, _integer(minimum=1)),
         "checkpoint_interval": _opt(500, _steps_or_epoch()),
-        "dtype_policy": _opt("float32", _registered(DTYPE_POLICIES)),
-        "jit_compile": _opt("auto", _choice("auto", True, False)),  # auto: on for CPU/GPU, off on TPU.
+        # auto: bfloat16 on TPUs and Ampere+ GPUs; on CPUs with AMX/AVX512-BF16 when the probe shows it faster.
+        "dtype_policy": _opt("float32", _choice("auto", *DTYPE_POLICIES.names())),
+        # auto: measured (`probe`) or XLA on CPUs/GPUs, off on TPUs; parts: the forward and backward passes only.
+        "jit_compile": _opt("auto", _choice("auto", True, False, "parts")),
+        # Time the candidates `auto` leaves open: auto does for runs expected to last over 10 minutes.
+        "probe": _opt("auto", _choice("auto", True, False)),
         "strategy": _opt("auto", _registered(STRATEGIES)),
     },
     "evaluation": {

@@ -63,7 +63,7 @@ def plan_runs(study, shared, runs, num_shards=1):
     """
     rows = []
     for entry, seed in runs:
-        steps, flops = _planned_cost(study, shared, entry)
+        steps, flops = planned_cost(study, shared, entry)
         rows.append({"run": run_name(entry, seed), "model": entry["name"], "family": entry["family"], "seed": seed,
                      "steps": steps, "flops": flops})
     for row, shard in zip(rows, assign_shards([row["flops"] for row in rows], num_shards)):
@@ -71,7 +71,8 @@ def plan_runs(study, shared, runs, num_shards=1):
     return rows
 
 
-def _planned_cost(study, shared, entry):
+def planned_cost(study, shared, entry):
+    """`(steps, training FLOPs)` a study's budget gives `entry`, from its config alone (nothing is built)."""
     task = task_class(model_class(entry["family"]))(study, shared, 0, entry)
     cls = model_class(entry["family"])
     config = cls.full_config(entry_config(entry, shared.tokenizer.vocab_size))

@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.models import model_class
-from lmzoo.training import checkpoints, files, locks, progress, records, strategy as strategies
-from lmzoo.training.plan import planned_steps, run_name
+from lmzoo.training import checkpoints, execution, files, locks, progress, records, strategy as strategies
+from lmzoo.training.plan import planned_cost, planned_steps, run_name
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
@@ -37,11 +37,49 @@ def build_trainer(model, study, task, schedule, *, strategy, jit_compile):
     Call inside `strategy.scope()`.
     """
     optimizer_cfg, train_cfg = study["optimizer"], study["train"]
-    keras_optimizer = build_optimizer(optimizer_cfg, schedule, dtype_policy=train_cfg["dtype_policy"])
+    keras_optimizer = build_optimizer(optimizer_cfg, schedule, dtype_policy=model.dtype_policy.name)
     exclude_from_decay(keras_optimizer, model.trainable_variables)
     return Trainer(model, keras_optimizer, strategy=strategy, clipnorm=optimizer_cfg["clipnorm"],
                    jit_compile=jit_compile, steps_per_execution=train_cfg["steps_per_execution"],
                    carried_state=task.carried_state(model), eval_state=task.eval_state(model))
+
+
+def choose_execution(study, entry, task, shared, strategy):
+    """The run's `{"dtype_policy", "jit_compile", "source", "probe"}` (`lmzoo.training.execution.choose`): the
+    study's explicit settings, or for `auto` the rule of thumb or a timed probe of throwaway models.
+
+    Call before the run's own model is built and seeded: the probe's models draw from the global random state.
+    """
+    device = execution.device_kind(strategy)
+    steps, flops = planned_cost(study, shared, entry)
+    peak = strategies.device_peak_flops(strategy)[0]
+    # Probed: one CPU process with one replica (the case where the candidates differ most and cost least).
+    batch = next(iter(task.train_dataset(0))) if device == "cpu" and strategy.num_replicas_in_sync == 1 else None
+    features = strategies.cpu_features()
+
+    def measure(pair):
+        dtype, jit = pair
+
+        def make_trainer():
+            with strategy.scope():
+                model = task.build_model(entry, strategies.dtype_policy(dtype))
+                return build_trainer(model, study, task, study["optimizer"]["learning_rate"], strategy=strategy,
+                                     jit_compile=execution.JIT_MODES[jit])
+
+        return execution.time_candidate(make_trainer, batch, task.tokens_per_step())
+
+    key_parts = {"cpu": strategies.cpu_description(), "tensorflow": tf.__version__, "keras": keras.version(),
+                 "task": type(task).__name__, "family": entry["family"], "preset": entry["preset"],
+                 "args": entry["args"], "vocab_size": shared.tokenizer.vocab_size,
+                 "batch": None if batch is None else [list(t.shape) for t in tf.nest.flatten(batch)],
+                 "optimizer": study["optimizer"]["name"], "steps_per_execution": study["train"]["steps_per_execution"],
+                 "carried_state": study["data"].get("rnn_state")}
+    # On a CPU every model compiles with XLA; elsewhere the built model's `supports_xla` has the last word.
+    return execution.choose(
+        train=study["train"], supports_xla=True, device=device, can_probe=batch is not None,
+        native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
+        expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
+        measure=measure, key_parts=key_parts)
 
 
 class Run:
@@ -54,6 +92,8 @@ class Run:
         shared: the study's shared data (`lmzoo.training.tasks.StudyData`).
         strategy: the `tf.distribute.Strategy` every run of the study uses.
         study_dir: `OUT/STUDY_NAME`.
+        execution: the execution an interrupted run started with (its record's `execution`), kept on resume;
+            None chooses it (`choose_execution`).
 
     Examples:
 
@@ -62,7 +102,7 @@ class Run:
         (600, 1)
     """
 
-    def __init__(self, study, entry, seed, shared, strategy, study_dir):
+    def __init__(self, study, entry, seed, shared, strategy, study_dir, execution=None):
         self.study, self.entry, self.seed, self.strategy = study, entry, seed, strategy
         self.name = run_name(entry, seed)
         self.run_dir = study_dir / "runs" / self.name
@@ -73,13 +113,16 @@ class Run:
         self.logger = RunLogger(study_dir / "logs" / self.name, enabled=self.chief)
         self.task = task_class(model_class(entry["family"]))(study, shared, seed, entry)
         _check_batch(self.task.batch_size, strategy.num_replicas_in_sync)
-        self.policy = strategies.dtype_policy(study["train"]["dtype_policy"])
+        self.execution = dict(execution or choose_execution(study, entry, self.task, shared, strategy))
+        self.policy = strategies.dtype_policy(self.execution["dtype_policy"])
         seed_everything(seed)
         with strategy.scope():
             self.model = self.task.build_model(entry, self.policy)
             # keras' fused cuDNN LSTM/GRU kernels (GPUs) are not XLA ops: such a run keeps its fused kernel and
             # runs without XLA, and its results say so (`jit_compile` is recorded with every result).
-            self.xla = strategies.use_xla(study["train"]["jit_compile"], strategy) and self.model.supports_xla
+            if not self.model.supports_xla:
+                self.execution["jit_compile"] = "none"
+            self.xla = execution_jit(self.execution)
             tokens_per_step = self.task.tokens_per_step()
             self.flops_per_token = self.task.flops_per_token(self.model)
             steps_per_epoch = self.task.steps_per_epoch()
@@ -109,6 +152,11 @@ class Run:
     def sample(self):
         """A generated text for TensorBoard (chief only; None when the task does not generate)."""
         return self.task.sample(self.model) if self.chief else None
+
+
+def execution_jit(choice):
+    """`Trainer(jit_compile=...)` for an execution choice (True, `"parts"` or False)."""
+    return execution.JIT_MODES[choice["jit_compile"]]
 
 
 def _in_steps(interval, steps_per_epoch):
@@ -211,7 +259,8 @@ def _run_lock(study_dir, name, strategy):
 
 def _execute(study, entry, seed, shared, strategy, study_dir, previous, lock, show_progress):
     try:
-        run = Run(study, entry, seed, shared, strategy, study_dir)
+        # A resumed run keeps the execution it started with, even if a new probe would now choose another.
+        run = Run(study, entry, seed, shared, strategy, study_dir, execution=previous.get("execution"))
         run.lock = lock
         return _train(run, previous, show_progress)
     except LmzooError:

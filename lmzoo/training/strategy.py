@@ -170,13 +170,6 @@ def dtype_policy(name):
     return keras.DTypePolicy(name)
 
 
-def use_xla(setting, strategy):
-    """Resolve `train.jit_compile`: `"auto"` turns XLA on for CPUs and GPUs, off on TPUs (compiled anyway)."""
-    if setting == "auto":
-        return not isinstance(strategy, tf.distribute.TPUStrategy)
-    return bool(setting)
-
-
 def device_peak_flops(strategy, compute_dtype="float32"):
     """Peak FLOP/s of all the strategy's devices together in `compute_dtype`, for MFU, and where it came from.
 

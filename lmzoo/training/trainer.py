@@ -72,7 +72,8 @@ class Trainer:
         strategy: the `tf.distribute.Strategy` (default: the current one).
         clipnorm: clip the global gradient norm to this value; None (keras' default) does not clip. Studies
             clip by `optimizer.clipnorm`.
-        jit_compile: compile the per-replica step with XLA.
+        jit_compile: True compiles each step with XLA (the whole step with one replica; the forward and backward
+            passes with several), `"parts"` only the forward and backward passes, False nothing.
         steps_per_execution: the number of steps run by one call of the compiled loop.
         carried_state: a `lmzoo.training.state.CarriedState` for truncated BPTT: each step starts from the
             states the previous step ended with (the model is called with `initial_state=` and
@@ -108,9 +109,13 @@ class Trainer:
             with self.strategy.scope():
                 optimizer.build(model.trainable_variables)
         # XLA cannot compile the optimizer's cross-replica merge, so with several replicas only the forward
-        # and backward passes are compiled; with one replica the whole step (and the Adam update) is.
-        compile_whole_step = jit_compile and self.replicas == 1
-        self._gradients = tf.function(self._loss_and_gradients, jit_compile=jit_compile and not compile_whole_step)
+        # and backward passes are compiled; with one replica the whole step (and the Adam update) is, unless
+        # `jit_compile="parts"` asks for the forward and backward passes only.
+        if jit_compile not in (True, False, "parts"):
+            raise LmzooError(f"jit_compile must be True, False or 'parts', got {jit_compile!r}.")
+        compile_whole_step = jit_compile is True and self.replicas == 1
+        self._gradients = tf.function(self._loss_and_gradients,
+                                      jit_compile=bool(jit_compile) and not compile_whole_step)
         self._replica_step = tf.function(self._train_replica_step, jit_compile=compile_whole_step)
         self._train_loop = tf.function(self._train_loop_fn)
         # With one replica and XLA, `steps_per_execution` steps run as ONE compiled XLA loop over a stack of
@@ -125,9 +130,10 @@ class Trainer:
         self._fused_loop = tf.function(self._fused_loop_fn)
         self._fused_replica_steps = tf.function(self._fused_replica_steps_fn, jit_compile=True)
         self._eval_step = tf.function(self._eval_step_fn)
-        self._eval_replica = tf.function(self._eval_replica_fn, jit_compile=compile_whole_step)
+        compile_eval = bool(jit_compile) and self.replicas == 1  # the forward pass alone: compiled in both modes
+        self._eval_replica = tf.function(self._eval_replica_fn, jit_compile=compile_eval)
         self._stateful_eval_step = tf.function(self._stateful_eval_step_fn)
-        self._stateful_eval_replica = tf.function(self._stateful_eval_replica_fn, jit_compile=compile_whole_step)
+        self._stateful_eval_replica = tf.function(self._stateful_eval_replica_fn, jit_compile=compile_eval)
 
     # --- data ---------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,106 @@
+"""Choosing the execution by measurement: the candidates, the rule of thumb, the cache, and a probed run that trains
+exactly like a run given the same choice explicitly."""
+
+import pytest
+
+from lmzoo.training import execution, strategy as strategies, train
+
+TRAIN = {"jit_compile": "auto", "dtype_policy": "auto", "probe": True}
+
+
+def choose(train_section=TRAIN, *, native_bf16=True, device="cpu", figures=None, expected_seconds=1e6):
+    measured = []
+
+    def measure(pair):
+        measured.append(pair)
+        return (figures or {}).get(pair, 100.0)
+
+    choice = execution.choose(train=train_section, supports_xla=True, device=device, native_bf16=native_bf16,
+                              expected_seconds=expected_seconds, measure=measure, key_parts={"case": "test"})
+    return choice, measured
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMZOO_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_rule_of_thumb_per_device():
+    rule = execution.rule_of_thumb
+    assert rule(jit_setting="auto", dtype_setting="auto", supports_xla=True, device="cpu") == ("float32", "xla")
+    assert rule(jit_setting="auto", dtype_setting="auto", supports_xla=True, device="tpu") == ("mixed_bfloat16",
+                                                                                                "none")
+    assert rule(jit_setting="auto", dtype_setting="auto", supports_xla=True, device="gpu", gpu_bf16=True)[0] == (
+        "mixed_bfloat16")
+    assert rule(jit_setting="auto", dtype_setting="auto", supports_xla=True, device="gpu")[0] == "float32"  # Volta
+    assert rule(jit_setting="parts", dtype_setting="float32", supports_xla=True, device="cpu")[1] == "xla_parts"
+    assert rule(jit_setting=True, dtype_setting="float32", supports_xla=False, device="gpu")[1] == "none"  # cuDNN
+
+
+def test_auto_picks_float32_on_a_cpu_without_native_bfloat16(monkeypatch, tmp_path):
+    # Even a probe that would find bfloat16 faster never times it on a CPU that emulates it.
+    figures = {("mixed_bfloat16", "none"): 1000.0}
+    choice, measured = choose(native_bf16=False, figures=figures)
+    assert choice["dtype_policy"] == "float32" and all(dtype == "float32" for dtype, _ in measured)
+    # Feature detection: the flags /proc/cpuinfo gives a Zen 3 (AVX2 only) and a Sapphire Rapids.
+    zen3 = tmp_path / "zen3"
+    zen3.write_text("model name\t: AMD EPYC 7B13\ncpu MHz\t\t: 2450.000\nflags\t\t: fpu sse avx2 fma\n")
+    spr = tmp_path / "spr"
+    spr.write_text("model name\t: Intel Xeon\ncpu MHz\t\t: 2100.000\nflags\t\t: avx2 fma avx512f avx512_bf16 "
+                   "amx_bf16 amx_tile\n")
+    assert not execution.has_native_bf16(strategies.cpu_features(str(zen3))["flags"])
+    assert execution.has_native_bf16(strategies.cpu_features(str(spr))["flags"])
+
+
+def test_bfloat16_needs_a_clear_margin_and_float32_keeps_the_fastest_jit():
+    figures = {("float32", "xla"): 100.0, ("float32", "xla_parts"): 80.0, ("float32", "none"): 60.0,
+               ("mixed_bfloat16", "none"): 105.0}
+    choice, measured = choose(figures=figures)
+    assert len(measured) == 4 and (choice["dtype_policy"], choice["jit_compile"]) == ("float32", "xla")
+    assert choice["source"] == "probe" and choice["probe"]["mixed_bfloat16/none"] == 105.0
+    choice, _ = choose(figures={**figures, ("mixed_bfloat16", "none"): 130.0}, native_bf16=True,
+                       train_section={**TRAIN, "probe": True, "jit_compile": "auto"} | {"dtype_policy": "auto"})
+    assert choice["source"] == "cache"  # same configuration and machine: the first probe is reused
+
+
+def test_the_cache_is_per_configuration_and_explicit_settings_are_never_probed():
+    first, measured = choose(figures={("mixed_bfloat16", "none"): 500.0})
+    assert first["dtype_policy"] == "mixed_bfloat16" and len(measured) == 4
+    again, measured = choose()
+    assert again["source"] == "cache" and not measured and again["dtype_policy"] == "mixed_bfloat16"
+    explicit, measured = choose({"jit_compile": False, "dtype_policy": "float32", "probe": True})
+    assert explicit == {"dtype_policy": "float32", "jit_compile": "none", "source": "setting", "probe": {}}
+    assert not measured
+
+
+def test_probe_auto_only_pays_for_long_runs_and_only_on_one_cpu_replica():
+    short, measured = choose({**TRAIN, "probe": "auto"}, expected_seconds=30.0)
+    assert short["source"] == "rule" and not measured and short["jit_compile"] == "xla"
+    long, measured = choose({**TRAIN, "probe": "auto"}, expected_seconds=3600.0)
+    assert long["source"] == "probe" and measured
+    off, measured = choose({**TRAIN, "probe": False})
+    assert off["source"] == "rule" and not measured
+    tpu, measured = choose(device="tpu")
+    assert tpu["dtype_policy"] == "mixed_bfloat16" and not measured
+
+
+def test_a_probed_run_trains_exactly_like_the_same_choice_given_explicitly(tmp_path, monkeypatch):
+    # The probe builds and trains throwaway models before the run's own model is seeded: the chosen run's losses
+    # must equal those of a run told the same execution, and the choice is recorded.
+    monkeypatch.setattr(execution, "PROBE_SECONDS", 0.2)
+    study = {"name": "probe", "corpus": {"source": "synthetic:markov", "size": 4000},
+             "data": {"sequence_length": 16, "batch_size": 4},
+             "models": [{"family": "gru", "preset": "tiny", "args": {"hidden_dim": 8, "num_layers": 1,
+                                                                     "dropout": 0.1}}],
+             "budget": {"steps": 12}, "train": {"steps_per_execution": 4, "jit_compile": "auto", "probe": True},
+             "evaluation": {"interval": 6, "max_batches": 2, "sample_length": 0, "test": False}}
+    probed = train(study, model="gru", out_dir=tmp_path / "a", show_progress=False)
+    choice = probed["execution"]
+    assert choice["source"] == "probe" and set(choice["probe"]) == {"float32/xla", "float32/xla_parts",
+                                                                    "float32/none"}
+    assert probed["jit_compile"] == execution.JIT_MODES[choice["jit_compile"]]
+    explicit = {**study, "train": {**study["train"], "jit_compile": probed["jit_compile"], "probe": False}}
+    told = train(explicit, model="gru", out_dir=tmp_path / "b", show_progress=False)
+    assert told["execution"]["source"] == "setting"
+    losses = lambda record: [row["valid_loss"] for row in record["history"]]  # noqa: E731
+    assert losses(probed) == pytest.approx(losses(told), rel=1e-6)

@@ -99,10 +99,10 @@ def test_a_run_that_crashes_fails_alone_and_the_report_is_still_written(tmp_path
 
     original = runs.Run.__init__
 
-    def crash_on_gru(self, study, entry, *args):
+    def crash_on_gru(self, study, entry, *args, **kwargs):
         if entry["family"] == "gru":
             raise RuntimeError("device lost\nsecond line")
-        original(self, study, entry, *args)
+        original(self, study, entry, *args, **kwargs)
 
     monkeypatch.setattr(runs.Run, "__init__", crash_on_gru)
     records = {r["model"]: r for r in compare(TINY, out_dir=tmp_path, show_progress=False)}

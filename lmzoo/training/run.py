@@ -51,14 +51,15 @@ def choose_execution(study, entry, task, shared, strategy):
     Call before the run's own model is built and seeded: the probe's models draw from the global random state.
     """
     device = execution.device_kind(strategy)
-    steps, flops = planned_cost(study, shared, entry)
+    flops = planned_cost(study, shared, entry)[1]  # the run's planned training FLOPs
     peak = strategies.device_peak_flops(strategy)[0]
-    # Probed: one CPU process with one replica (the case where the candidates differ most and cost least).
-    batch = next(iter(task.train_dataset(0))) if device == "cpu" and strategy.num_replicas_in_sync == 1 else None
     features = strategies.cpu_features()
+    batches = []  # the run's first batch, read only if a candidate is timed
 
     def measure(pair):
         dtype, jit = pair
+        if not batches:
+            batches.append(next(iter(task.train_dataset(0))))
 
         def make_trainer():
             with strategy.scope():
@@ -66,17 +67,18 @@ def choose_execution(study, entry, task, shared, strategy):
                 return build_trainer(model, study, task, study["optimizer"]["learning_rate"], strategy=strategy,
                                      jit_compile=execution.JIT_MODES[jit])
 
-        return execution.time_candidate(make_trainer, batch, task.tokens_per_step())
+        return execution.time_candidate(make_trainer, batches[0], task.tokens_per_step())
 
     key_parts = {"cpu": strategies.cpu_description(), "tensorflow": tf.__version__, "keras": keras.version(),
                  "task": type(task).__name__, "family": entry["family"], "preset": entry["preset"],
                  "args": entry["args"], "vocab_size": shared.tokenizer.vocab_size,
-                 "batch": None if batch is None else [list(t.shape) for t in tf.nest.flatten(batch)],
+                 "batch_size": task.batch_size, "sequence_length": task.sequence_length,
                  "optimizer": study["optimizer"]["name"], "steps_per_execution": study["train"]["steps_per_execution"],
                  "carried_state": study["data"].get("rnn_state")}
     # On a CPU every model compiles with XLA; elsewhere the built model's `supports_xla` has the last word.
+    # Probed: one CPU process with one replica (the case where the candidates differ most and cost least).
     return execution.choose(
-        train=study["train"], supports_xla=True, device=device, can_probe=batch is not None,
+        train=study["train"], supports_xla=True, device=device, can_probe=strategy.num_replicas_in_sync == 1,
         native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
         expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
         measure=measure, key_parts=key_parts)

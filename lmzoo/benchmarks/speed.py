@@ -14,7 +14,8 @@ Each row reports lmzoo in every execution its probe would time on this machine (
 float32 with XLA on the whole step, on parts, without XLA; bfloat16 without XLA where the CPU has AMX or
 AVX512-BF16), the one it would choose and that one's ratio to the reference, the float32-XLA ratio beside it,
 training FLOPs per token, MFU against the chosen dtype's peak, and whether the model kept its fused kernel. The
-result carries the machine's CPU model and features (`machine`). Peak resident memory is measured in a separate baby-GPT training process, so the
+result carries the machine's CPU model and features (`machine`). Peak resident memory is measured in a
+separate baby-GPT training process, so the
 benchmark's own models do not count against it.
 
 Examples:

@@ -27,6 +27,8 @@ import tensorflow as tf
 # `Trainer(jit_compile=...)` for each mode: XLA on the whole step (the fused multi-step loop with one replica),
 # XLA on the forward and backward passes only (the optimizer update outside), or no XLA.
 JIT_MODES = {"xla": True, "xla_parts": "parts", "none": False}
+# A study's explicit `train.jit_compile` (true, false, parts) -> its mode.
+MODE_OF_SETTING = {setting: mode for mode, setting in JIT_MODES.items()}
 # Native bfloat16 arithmetic: AMX tiles or AVX512-BF16 dot products (Linux /proc/cpuinfo flags).
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # bfloat16 is chosen only when it beats float32 by this margin: its rounding is a small cost in quality, worth
@@ -76,7 +78,7 @@ def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=
     if jit_setting == "auto":
         jit = "xla" if supports_xla and device != "tpu" else "none"
     else:
-        jit = {True: "xla", False: "none", "parts": "xla_parts"}[jit_setting]
+        jit = MODE_OF_SETTING[jit_setting]
     if not supports_xla:
         jit = "none"
     return dtype_setting, jit
@@ -91,7 +93,7 @@ def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16):
     elif jit_setting == "auto":
         jits = list(JIT_MODES)
     else:
-        jits = [rule_of_thumb(jit_setting=jit_setting, dtype_setting="float32", supports_xla=True, device="cpu")[1]]
+        jits = [MODE_OF_SETTING[jit_setting]]
     if dtype_setting != "auto":
         return [(dtype_setting, jit) for jit in jits]
     pairs = [("float32", jit) for jit in jits]

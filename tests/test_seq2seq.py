@@ -69,6 +69,20 @@ def test_the_decoder_is_causal(key):
 
 
 @pytest.mark.parametrize("key", list(FAMILIES))
+def test_encoding_then_decoding_equals_calling_the_model(key):
+    model = _randomise(_model(key))
+    source, target = _ids((2, 5)), _ids((2, 6), seed=1)
+    if model.architecture == "recurrent":
+        memory, mask, states = model.encode_with_states(source)
+        decoded = model.decode(target, memory, mask, states=states)
+        with pytest.raises(LmzooError, match="encoder's final states"):
+            model.decode(target, memory, mask)  # zero states would be another model than the one trained
+    else:
+        decoded = model.decode(target, *model.encode(source))
+    np.testing.assert_allclose(decoded, model((source, target)), atol=1e-5)
+
+
+@pytest.mark.parametrize("key", list(FAMILIES))
 def test_source_padding_changes_nothing(key):
     model = _model(key)
     source, target = _ids((2, 5)), _ids((2, 6), seed=1)

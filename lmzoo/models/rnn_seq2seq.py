@@ -137,7 +137,9 @@ class RNNSeq2Seq(Seq2SeqModel):
     def _drop(self, x, training):
         return self.dropout_layer(x, training=training) if self.dropout_layer else x
 
-    def _encode_with_states(self, source_ids, training):
+    def encode_with_states(self, source_ids, training=False):
+        """(B, S) source ids -> (encoder outputs (B, S, H), source mask (B, S), the final states that start the
+        decoder: one (B, H) tensor per state of each layer, `decoder_stack`'s `initial_state` order)."""
         mask = source_mask(source_ids)  # (B, S)
         x = self._drop(self.source_embedding(source_ids), training)  # (B, S, E)
         states = []
@@ -152,7 +154,7 @@ class RNNSeq2Seq(Seq2SeqModel):
         return x, mask, states
 
     def encode(self, source_ids, training=False):
-        memory, mask, _ = self._encode_with_states(source_ids, training)
+        memory, mask, _ = self.encode_with_states(source_ids, training)
         return memory, mask
 
     def _keys(self, memory):
@@ -168,21 +170,23 @@ class RNNSeq2Seq(Seq2SeqModel):
 
     def call(self, inputs, training=False):
         source, target = self.check_pair(inputs)
-        memory, mask, states = self._encode_with_states(source, training)
-        x = self._drop(self.target_embedding(target), training)  # (B, T, E)
-        hidden, _ = self.decoder_stack(x, initial_state=states, training=training)
-        return self._attend(hidden, memory, self._keys(memory), mask, training)
+        memory, mask, states = self.encode_with_states(source, training)
+        return self.decode(target, memory, mask, training=training, states=states)
 
-    def decode(self, decoder_ids, memory, memory_mask, training=False):
-        """Decoding from zero states (the encoder's final states come with `call` and `_start`)."""
-        x = self._drop(self.target_embedding(decoder_ids), training)
-        hidden, _ = self.decoder_stack(x, training=training)
+    def decode(self, decoder_ids, memory, memory_mask, training=False, states=None):
+        """(B, T) decoder input ids -> (B, T, V) float32 logits, the decoder started from the encoder's final
+        `states` (`encode_with_states`): the outputs alone do not hold them, so they must be passed."""
+        if states is None:
+            raise LmzooError("RNNSeq2Seq.decode starts the decoder from the encoder's final states: pass "
+                             "states=encode_with_states(source_ids)[2], or call the model on (source, target).")
+        x = self._drop(self.target_embedding(decoder_ids), training)  # (B, T, E)
+        hidden, _ = self.decoder_stack(x, initial_state=list(states), training=training)
         return self._attend(hidden, memory, self._keys(memory), memory_mask, training)
 
     # ----- incremental decoding ------------------------------------------------------------------------------
 
     def _start(self, source_ids, max_length):
-        memory, mask, states = self._encode_with_states(source_ids, False)
+        memory, mask, states = self.encode_with_states(source_ids, False)
         return {"states": tuple(states), "memory": memory, "keys": self._keys(memory), "memory_mask": mask}
 
     def _decode(self, token_ids, state, index):

@@ -95,9 +95,12 @@ def test_rotary_embedding_adds_no_position_and_sinusoidal_adds_fixed_ones():
     np.testing.assert_allclose(x[0, 0], x[0, 2])
     sinusoidal = TokenAndPositionEmbedding(10, 4, 6, position="sinusoidal")
     y = numpy(sinusoidal(ids))
-    y = y - numpy(sinusoidal.token_embedding.embeddings)[4]
+    y = y - 2.0 * numpy(sinusoidal.token_embedding.embeddings)[4]  # token vectors scaled by sqrt(D) = 2
     np.testing.assert_allclose(y[0, 0], [0.0, 1.0, 0.0, 1.0], atol=1e-6)  # sin(0), cos(0) per pair
     np.testing.assert_allclose(y[0, 1, :2], [np.sin(1.0), np.cos(1.0)], atol=1e-5)
+    # The output projection reads the unscaled table: logits are x . E^T, whatever the positions.
+    np.testing.assert_allclose(numpy(sinusoidal.reverse(y[:, :1])),
+                               y[:, :1] @ numpy(sinusoidal.token_embedding.embeddings).T, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_position_is_an_error():

@@ -1,5 +1,7 @@
 """Token embeddings with learned, sinusoidal or rotary positions, tied to the output projection."""
 
+import math
+
 import keras
 import keras_hub
 from keras import ops
@@ -69,8 +71,17 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         if self.position_embedding is not None:
             self.position_embedding.build((*input_shape, self.hidden_dim))
 
+    @property
+    def token_scale(self):
+        """The factor on token vectors: sqrt(D) beside sinusoidal positions (Vaswani et al. 2017, section 3.4),
+        whose fixed amplitude (about 0.7 per feature) would otherwise drown N(0, 0.02) token vectors 35 to 1;
+        1 beside learned positions, which start as small as the tokens (GPT-2), and rotary ones (none added)."""
+        return math.sqrt(self.hidden_dim) if self.position == "sinusoidal" else 1.0
+
     def call(self, token_ids, start_index=0):
         x = self.token_embedding(token_ids)  # (B, T, D)
+        if self.token_scale != 1.0:
+            x = x * ops.cast(self.token_scale, x.dtype)
         if self.position_embedding is not None:
             x = x + self.position_embedding(x, start_index=start_index)
         return x

@@ -253,6 +253,23 @@ def corpus_chrf(hypotheses, references):
     return float(chrf.corpus_score(list(hypotheses), [list(references)]).score), chrf.get_signature().format()
 
 
+def bleu_signature(*, lowercase=False):
+    """The sacreBLEU signature `corpus_bleu` reports with these settings, without a corpus to score.
+
+    Examples:
+
+        >>> bleu_signature(lowercase=True).split("|")[:2]
+        ['nrefs:1', 'case:lc']
+    """
+    # sacreBLEU fills in the number of references only while scoring, so score one sentence against itself.
+    return corpus_bleu(["a"], ["a"], lowercase=lowercase)[1]
+
+
+def chrf_signature():
+    """The sacreBLEU signature `corpus_chrf` reports, without a corpus to score (see `bleu_signature`)."""
+    return corpus_chrf(["a"], ["a"])[1]
+
+
 def _check_parallel(hypotheses, references):
     if len(hypotheses) != len(references) or not references:
         raise LmzooError(f"BLEU needs one hypothesis per reference and at least one pair; got "

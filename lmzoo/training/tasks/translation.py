@@ -12,7 +12,7 @@ from lmzoo.data.translation import (
     LENGTH_BUCKET, round_up, translation_eval_dataset, translation_steps_per_epoch, translation_train_dataset,
 )
 from lmzoo.errors import ConfigError
-from lmzoo.metrics import corpus_bleu, corpus_chrf
+from lmzoo.metrics import bleu_signature, chrf_signature, corpus_bleu, corpus_chrf
 from lmzoo.models import build_model, model_class
 from lmzoo.training.tasks.base import Task, entry_config
 from lmzoo.translation import translate_text
@@ -138,9 +138,8 @@ class TranslationTask(Task):
         return "\n\n".join(f"{s}\n→ {h}\n(reference: {r})" for s, h, r in zip(sources, hypotheses, references))
 
     def record_fields(self, model):
-        signatures = {"bleu_signature": corpus_bleu(["a"], ["a"])[1],
-                      "bleu_lowercase_signature": corpus_bleu(["a"], ["a"], lowercase=True)[1],
-                      "chrf_signature": corpus_chrf(["a"], ["a"])[1]}
+        signatures = {"bleu_signature": bleu_signature(), "bleu_lowercase_signature": bleu_signature(lowercase=True),
+                      "chrf_signature": chrf_signature()}
         return {**super().record_fields(model), "pair": f"{self.data.corpus.source_lang}-{self.data.corpus.target_lang}",
                 "joint_vocabulary": self.data.joint, "source_vocab_size": self.data.source_tokenizer.vocab_size,
                 "num_beams": self.settings["num_beams"], "length_penalty": self.settings["length_penalty"],

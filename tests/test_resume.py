@@ -2,17 +2,13 @@
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from lmzoo.training import compare
 from lmzoo.training.trainer import Trainer
+from processes import finish, kill_at_first_checkpoint, start_compare
 
 STUDY = {
     "name": "resume",
@@ -23,27 +19,6 @@ STUDY = {
     "train": {"steps_per_execution": 5, "checkpoint_interval": 20},
     "evaluation": {"interval": 50, "max_batches": 4, "sample_length": 8},
 }
-SCRIPT = "import json, sys\nfrom lmzoo.training import compare\n" \
-         "compare(json.loads(sys.argv[1]), out_dir=sys.argv[2], show_progress=False)\n"
-TIMEOUT = 300
-
-
-def _start(out_dir, study=STUDY):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(study), str(out_dir)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _kill_after_first_checkpoint(process, run_dir):
-    deadline = time.monotonic() + TIMEOUT
-    while not (run_dir / "checkpoints" / "checkpoint").exists():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint was written in time"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-
-
 def _run_json(out_dir):
     return json.loads((out_dir / "resume" / "runs" / "gru-seed0" / "run.json").read_text())
 
@@ -53,15 +28,13 @@ def _run_json(out_dir):
 def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path, rnn_state):
     study = {**STUDY, "data": {**STUDY["data"], "rnn_state": rnn_state}}
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
-    reference = _start(whole, study)
-    victim = _start(interrupted, study)
-    _kill_after_first_checkpoint(victim, interrupted / "resume" / "runs" / "gru-seed0")
+    reference = start_compare(study, whole)
+    victim = start_compare(study, interrupted)
+    kill_at_first_checkpoint(victim, interrupted / "resume" / "runs" / "gru-seed0")
     run_json = interrupted / "resume" / "runs" / "gru-seed0" / "run.json"
     assert not run_json.exists() or json.loads(run_json.read_text())["status"] != "finished"
-    assert reference.wait(timeout=TIMEOUT) == 0, reference.communicate()[1][-3000:]
-
-    resumed = _start(interrupted, study)  # The same command again.
-    assert resumed.wait(timeout=TIMEOUT) == 0, resumed.communicate()[1][-3000:]
+    finish(reference)
+    finish(start_compare(study, interrupted))  # The same command again.
     expected, actual = _run_json(whole), _run_json(interrupted)
     assert actual["status"] == expected["status"] == "finished" and actual["train_steps"] == 300
     for key in ("valid_loss", "valid_bits_per_char", "test_loss", "valid_accuracy"):

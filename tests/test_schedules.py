@@ -3,13 +3,8 @@ checkpointed and resumed exactly; `budget.epochs` and `evaluation.interval: epoc
 
 import inspect
 import json
-import os
 import pathlib
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -26,6 +21,7 @@ from lmzoo.training.config import SCHEMA, load_study
 from lmzoo.training.registries import DECAYS, OPTIMIZERS
 from lmzoo.training.schedules import PlateauDecay, StepDecay, build_optimizer, build_schedule
 from lmzoo.training.tasks import StudyData, task_class
+from processes import finish, kill_at_first_checkpoint, start_compare
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MINIMAL = {"name": "s", "corpus": {"source": "synthetic:markov"}, "models": [{"family": "gru", "preset": "tiny"}],
@@ -264,14 +260,6 @@ def test_the_runner_feeds_each_validation_loss_to_the_plateau(tmp_path):
         assert logged[step] == pytest.approx(rate), step
 
 
-def _start(study, out_dir):
-    script = "import json, sys\nfrom lmzoo.training import compare\n" \
-             "compare(json.loads(sys.argv[1]), out_dir=sys.argv[2], show_progress=False)\n"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-c", script, json.dumps(study), str(out_dir)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def read_json(path):
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -283,19 +271,12 @@ def _run_json(out_dir):
 @pytest.mark.slow
 def test_a_plateau_run_killed_and_resumed_equals_an_uninterrupted_one(tmp_path):
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
-    reference, victim = _start(PLATEAU_RUN, whole), _start(PLATEAU_RUN, interrupted)
-    checkpoint = interrupted / "plateau" / "runs" / "gru-seed0" / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists():  # Killed once the first checkpoint is written.
-        assert victim.poll() is None, victim.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint was written in time"
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
-    resume_step = int(tf.train.latest_checkpoint(str(checkpoint.parent)).rsplit("-", 1)[1])
-    assert reference.wait(timeout=300) == 0, reference.communicate()[1][-3000:]
-    resumed = _start(PLATEAU_RUN, interrupted)
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()[1][-3000:]
+    reference, victim = start_compare(PLATEAU_RUN, whole), start_compare(PLATEAU_RUN, interrupted)
+    run_dir = interrupted / "plateau" / "runs" / "gru-seed0"
+    kill_at_first_checkpoint(victim, run_dir)
+    resume_step = int(tf.train.latest_checkpoint(str(run_dir / "checkpoints")).rsplit("-", 1)[1])
+    finish(reference)
+    finish(start_compare(PLATEAU_RUN, interrupted))
 
     expected, actual = _run_json(whole), _run_json(interrupted)
     assert actual["status"] == "finished" and actual["train_steps"] == 60

@@ -4,7 +4,6 @@ import json
 import os
 import pathlib
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from lmzoo.training.plan import plan_runs
 from lmzoo.training.runner import select_shard, study_runs
 from lmzoo.training.shards import assign_shards, parse_shard, shard_from_environment
 from lmzoo.training.tasks import StudyData
+from processes import finish, kill_at_first_checkpoint, start_cli
 
 STUDY = {
     "name": "shards",
@@ -46,15 +46,11 @@ def _study_file(tmp_path):
 
 
 def _start(tmp_path, out, *args, env=None):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "lmzoo", "compare", str(_study_file(tmp_path)), "--out", str(out),
-                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_cli("compare", _study_file(tmp_path), "--out", out, *args, env=env)
 
 
 def _finish(process):
-    out, err = process.communicate(timeout=TIMEOUT)
-    assert process.returncode == 0, err[-3000:]
-    return err
+    return finish(process, timeout=TIMEOUT)
 
 
 def _record(out, run):
@@ -213,14 +209,7 @@ def test_two_processes_on_one_directory_train_every_run_exactly_once(tmp_path, r
 def test_a_process_killed_mid_run_leaves_a_lock_a_restart_takes_over(tmp_path, reference, capsys):
     out = tmp_path / "out"
     victim = _start(tmp_path, out)
-    first_checkpoint = out / "shards" / "runs" / "gru-seed0" / "checkpoints" / "checkpoint"
-    deadline = time.monotonic() + TIMEOUT
-    while not first_checkpoint.exists():
-        assert victim.poll() is None, victim.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
+    kill_at_first_checkpoint(victim, out / "shards" / "runs" / "gru-seed0", timeout=TIMEOUT)
     lock = out / "shards" / "locks" / "gru-seed0.lock"
     assert json.loads(lock.read_text())["pid"] == victim.pid
     assert cli.main(["compare", str(_study_file(tmp_path)), "--out", str(out)]) == 0

@@ -4,11 +4,8 @@ import collections
 import gzip
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +19,7 @@ from lmzoo.errors import ConfigError, DataError
 from lmzoo.metrics import corpus_bleu, corpus_chrf
 from lmzoo.models.seq2seq import END_ID, START_ID
 from lmzoo.training import compare, load_study
+from processes import finish, kill_at_first_checkpoint, start_compare
 
 # ----- data ---------------------------------------------------------------------------------------------------
 
@@ -246,34 +244,16 @@ def test_translate_needs_exactly_one_source_of_sentences(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-SCRIPT = "import json, sys\nfrom lmzoo.training import compare\n" \
-         "compare(json.loads(sys.argv[1]), out_dir=sys.argv[2], show_progress=False)\n"
-
-
-def _start(study, out_dir):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(study), str(out_dir)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
 def test_a_translation_run_resumes_after_kill_9_as_if_uninterrupted(tmp_path):
     study = {**SYNTHETIC, "corpus": {"source": "synthetic:reverse", "size": 400}, "budget": {"steps": 120},
              "train": {"steps_per_execution": 5, "checkpoint_interval": 20},
              "evaluation": {"interval": 40}, "translation": {"num_beams": 2, "eval_sentences": 16}}
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
-    reference, victim = _start(study, whole), _start(study, interrupted)
-    run_dir = interrupted / "translate" / "runs" / "rnn_seq2seq-seed0"
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "checkpoint").exists():
-        assert victim.poll() is None, victim.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint was written in time"
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(timeout=30)
-    assert reference.wait(timeout=300) == 0, reference.communicate()[1][-3000:]
-    resumed = _start(study, interrupted)
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()[1][-3000:]
+    reference, victim = start_compare(study, whole), start_compare(study, interrupted)
+    kill_at_first_checkpoint(victim, interrupted / "translate" / "runs" / "rnn_seq2seq-seed0")
+    finish(reference)
+    finish(start_compare(study, interrupted))
     expected, actual = (json.loads((d / "translate" / "runs" / "rnn_seq2seq-seed0" / "run.json").read_text())
                         for d in (whole, interrupted))
     assert actual["status"] == "finished" and actual["train_steps"] == 120

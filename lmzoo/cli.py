@@ -226,7 +226,7 @@ def build_parser():
     p.add_argument("--print-only", action="store_true", help="print the command instead of running it")
     p.set_defaults(handler=_cmd_tensorboard)
 
-    p = commands.add_parser("bench", help="benchmarks: data pipeline, training, generation, speed vs references")
+    p = commands.add_parser("bench", help="benchmarks: data pipeline, training, generation, speed vs references, dtype-policy quality")
     p.add_argument("which", choices=[*list_benchmarks(), "all"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quick", action="store_true", help="tiny settings, to check the benchmark runs")

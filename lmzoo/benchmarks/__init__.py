@@ -1,4 +1,5 @@
-"""Benchmarks behind `lmzoo bench`: data pipeline, training, generation, and speed against reference models.
+"""Benchmarks behind `lmzoo bench`: data pipeline, training, generation, speed against reference models, and the
+quality of every dtype policy lmzoo may choose.
 
 Every benchmark returns a JSON-able dict `{"benchmark": name, "rows": [ {...}, ... ], ...}`; `format_table`
 renders any of them. Figures are only comparable within one run (the machines are shared and noisy), which is
@@ -8,10 +9,11 @@ Examples:
 
     >>> from lmzoo import benchmarks
     >>> benchmarks.list_benchmarks()
-    ['data', 'generate', 'speed', 'train']
+    ['data', 'generate', 'precision', 'speed', 'train']
 """
 
 import importlib
+import inspect
 
 from lmzoo.registry import Registry
 
@@ -21,6 +23,7 @@ _BENCHMARKS.register("data", ("lmzoo.benchmarks.data", "bench_data"))
 _BENCHMARKS.register("train", ("lmzoo.benchmarks.models", "bench_train"))
 _BENCHMARKS.register("generate", ("lmzoo.benchmarks.models", "bench_generate"))
 _BENCHMARKS.register("speed", ("lmzoo.benchmarks.speed", "bench_speed"))
+_BENCHMARKS.register("precision", ("lmzoo.benchmarks.precision", "bench_precision"))
 
 
 def list_benchmarks():
@@ -35,7 +38,7 @@ def run(which, *, quick=False, data_dir=None):
     module_name, function_name = _BENCHMARKS.get(which)
     function = getattr(importlib.import_module(module_name), function_name)
     kwargs = {"quick": quick}
-    if which == "data":
+    if "data_dir" in inspect.signature(function).parameters:  # the benchmarks that read a real corpus
         kwargs["data_dir"] = data_dir
     return function(**kwargs)
 

@@ -50,6 +50,8 @@ def test_unknown_key_in_a_model_entry():
     ("train", "dtype_policy", "float16", r"train.dtype_policy = 'float16'"),
     ("train", "seeds", [1, 1], r"train.seeds .*distinct"),
     ("data", "rnn_state", "keep", r"data.rnn_state = 'keep' .*'reset', 'carry'"),
+    ("train", "profile_steps", [10, 5], r"train.profile_steps = \[10, 5\] .*start < stop"),
+    ("train", "profile_steps", 10, r"train.profile_steps = 10 .*\[start, stop\]"),
 ])
 def test_bad_values_name_the_path_and_what_is_allowed(section, key, value, pattern):
     with pytest.raises(ConfigError, match=pattern):

@@ -1,5 +1,6 @@
 """TensorBoard: the event files read back, and a real TensorBoard server on localhost serving runs, tags, hparams."""
 
+import collections
 import json
 import subprocess
 import time
@@ -20,7 +21,7 @@ STUDY = {
                                                             "intermediate_dim": 32, "max_sequence_length": 32}},
                {"family": "lstm", "preset": "tiny", "args": {"hidden_dim": 16, "num_layers": 1}}],
     "budget": {"steps": 20},
-    "train": {"steps_per_execution": 5, "checkpoint_interval": 10},
+    "train": {"steps_per_execution": 5, "checkpoint_interval": 10, "profile_steps": [3, 7]},
     "evaluation": {"interval": 10, "max_batches": 2, "sample_length": 8, "sample_prompt": "ab"},
 }
 TRAIN_TAGS = {"loss", "perplexity", "learning_rate", "gradient_norm", "tokens_per_second"}
@@ -51,7 +52,7 @@ def test_scalars_samples_and_graph_read_back(study_dir):
     train = _events(study_dir / "logs" / "gpt-seed0" / "train")
     assert TRAIN_TAGS <= set(train.Tags()["tensors"])
     steps = [e.step for e in train.Tensors("loss")]
-    assert steps == [5, 10, 15, 20]
+    assert steps == [3, 7, 10, 15, 20]  # one point per compiled call: calls of 5, ended at the trace's 3 and 7
     learning_rates = [float(make_ndarray(e.tensor_proto)) for e in train.Tensors("learning_rate")]
     assert all(lr > 0 for lr in learning_rates) and learning_rates[-1] < max(learning_rates)  # Decays.
     assert train.Tags()["graph"]
@@ -70,6 +71,21 @@ def test_hparams_session_per_run(study_dir):
     assert b"lstm" in content and b"fused_kernel" in content
     root = _events(study_dir / "logs")
     assert "_hparams_/experiment" in root.Tags()["tensors"]
+
+
+def test_the_profiled_steps_leave_a_trace_in_each_run_s_logs(study_dir):
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    for run in ("gpt-seed0", "lstm-seed0"):
+        traces = list((study_dir / "logs" / run / "plugins" / "profile").glob("*/*.xplane.pb"))
+        assert len(traces) == 1, traces  # one trace per run, in the run's own log directory
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(traces[0].read_bytes())
+        names = collections.Counter(plane.event_metadata[event.metadata_id].name for plane in space.planes
+                                    for line in plane.lines for event in line.events)
+        # Steps [3, 7) of calls of 5: the runner ends calls at 3 and 7, so the trace holds the calls of steps 3-4
+        # and 5-6, which pull exactly 4 batches from the input pipeline.
+        assert names["EagerLocalExecute: IteratorGetNext"] == 4, run
 
 
 def test_tensorboard_command_rejects_a_directory_without_logs(tmp_path):

@@ -114,6 +114,17 @@ def _seeds():
     return check, "a non-empty list of distinct integers, e.g. [0, 1, 2]"
 
 
+def _step_range():
+    def check(v):
+        if v is None:
+            return None
+        ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in v)
+              and 0 <= v[0] < v[1])
+        return None if ok else "not a [start, stop] pair of steps with start < stop"
+
+    return check, "null or [start, stop], two steps with 0 <= start < stop, e.g. [100, 110]"
+
+
 def _opt(default, spec):
     return Option(default, *spec)
 
@@ -192,6 +203,8 @@ SCHEMA = {
         "jit_compile": _opt("auto", _choice("auto", True, False, "parts")),
         # Time the candidates `auto` leaves open: auto does for runs expected to last over 10 minutes.
         "probe": _opt("auto", _choice("auto", True, False)),
+        # A TensorFlow profiler trace of these steps in the run's TensorBoard logs (the Profile tab).
+        "profile_steps": _opt(None, _step_range()),
         "strategy": _opt("auto", _registered(STRATEGIES)),
     },
     "evaluation": {

@@ -22,7 +22,7 @@ from lmzoo.training.plan import planned_cost, planned_steps, run_name
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
-from lmzoo.training.tensorboard import RunLogger
+from lmzoo.training.tensorboard import RunLogger, StepProfiler
 from lmzoo.training.trainer import Trainer
 
 
@@ -113,6 +113,7 @@ class Run:
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(study_dir / "logs" / self.name, enabled=self.chief)
+        self.profiler = StepProfiler(study_dir / "logs" / self.name, study["train"]["profile_steps"], self.chief)
         self.task = task_class(model_class(entry["family"]))(study, shared, seed, entry)
         _check_batch(self.task.batch_size, strategy.num_replicas_in_sync)
         self.execution = dict(execution or choose_execution(study, entry, self.task, shared, strategy))
@@ -317,6 +318,8 @@ def _train(run, previous, show_progress):
     except BaseException:
         bar.end_line()  # an error message (or Ctrl-C's) starts on a line of its own
         raise
+    finally:
+        run.profiler.close()  # a run that ended inside its trace (failed, stopped, taken over) still ends it
 
 
 def _train_steps(run, record, iterator, start, bar):
@@ -327,10 +330,12 @@ def _train_steps(run, record, iterator, start, bar):
     budget_seconds = run.study["budget"]["seconds"]
     while step < run.total_steps:
         chunk = _next_chunk(run, step)
+        run.profiler.before(step)
         began = time.perf_counter()
         result = run.trainer.train(iterator, chunk)
         elapsed = time.perf_counter() - began
         step, seconds = step + chunk, seconds + elapsed
+        run.profiler.after(step)
         if not first_chunk:  # The first call of a process includes tracing and XLA compilation.
             steady_tokens, steady_seconds = steady_tokens + chunk * tokens_per_step, steady_seconds + elapsed
         first_chunk = False
@@ -361,7 +366,7 @@ def _train_steps(run, record, iterator, start, bar):
 
 
 def _next_chunk(run, step):
-    boundaries = [run.total_steps]
+    boundaries = [run.total_steps, *run.profiler.boundaries(step)]
     for interval in (run.eval_interval, run.checkpoint_interval):
         boundaries.append((step // interval + 1) * interval)
     return min(min(boundaries) - step, run.study["train"]["steps_per_execution"])

@@ -92,6 +92,54 @@ class RunLogger:
         self._writers = {}
 
 
+class StepProfiler:
+    """A TensorFlow profiler trace of training steps `[start, stop)` of one run, written into the run's log
+    directory, where TensorBoard's Profile tab reads it (`pip install tensorboard-plugin-profile` to view it).
+
+    The runner ends a compiled call at `start` and at `stop` (`boundaries`), so the trace holds exactly those
+    steps. Under XLA a whole call is one fused cluster; `train.jit_compile: false` shows every op.
+
+    Args:
+        log_dir: the run's log directory (`STUDY_DIR/logs/<run_name>`).
+        steps: `(start, stop)` from `train.profile_steps`, or None for no trace.
+        enabled: False on the non-chief workers of a multi-worker job.
+
+    Examples:
+
+        >>> import tempfile
+        >>> profiler = StepProfiler(tempfile.mkdtemp(), (10, 20))
+        >>> profiler.boundaries(0), profiler.boundaries(10), profiler.boundaries(20)
+        ([10, 20], [20], [])
+    """
+
+    def __init__(self, log_dir, steps, enabled=True):
+        self.log_dir = pathlib.Path(log_dir)
+        self.start, self.stop = steps or (None, None)
+        self.enabled = enabled and steps is not None
+        self.active = False
+
+    def boundaries(self, step):
+        """The trace's first and last steps still ahead of `step`: where a compiled call must end."""
+        return [b for b in (self.start, self.stop) if self.enabled and b > step]
+
+    def before(self, step):
+        """Start tracing when the call about to run begins at `start`."""
+        if self.enabled and step == self.start:
+            tf.profiler.experimental.start(str(self.log_dir))
+            self.active = True
+
+    def after(self, step):
+        """Stop tracing once the calls have reached `stop`."""
+        if self.active and step >= self.stop:
+            self.close()
+
+    def close(self):
+        """Stop a trace that is still running (a run that failed inside it)."""
+        if self.active:
+            self.active = False
+            tf.profiler.experimental.stop()
+
+
 def _hparam_value(value):
     # HParams accept bool, int, float and str only.
     if value is None:

@@ -1,6 +1,8 @@
 """Choosing the execution by measurement: the candidates, the rule of thumb, the cache, and a probed run that trains
 exactly like a run given the same choice explicitly."""
 
+import time
+
 import pytest
 
 from lmzoo.training import execution, strategy as strategies, train
@@ -11,9 +13,9 @@ TRAIN = {"jit_compile": "auto", "dtype_policy": "auto", "probe": True}
 def choose(train_section=TRAIN, *, native_bf16=True, device="cpu", figures=None, expected_seconds=1e6):
     measured = []
 
-    def measure(pair):
-        measured.append(pair)
-        return (figures or {}).get(pair, 100.0)
+    def measure(pairs):
+        measured.extend(pairs)
+        return {pair: (figures or {}).get(pair, 100.0) for pair in pairs}
 
     choice = execution.choose(train=train_section, supports_xla=True, device=device, native_bf16=native_bf16,
                               expected_seconds=expected_seconds, measure=measure, key_parts={"case": "test"})
@@ -81,6 +83,44 @@ def test_probe_auto_only_pays_for_long_runs_and_only_on_one_cpu_replica():
     assert off["source"] == "rule" and not measured
     tpu, measured = choose(device="tpu")
     assert tpu["dtype_policy"] == "mixed_bfloat16" and not measured
+
+
+class SharedMachine:
+    """A machine another process loads for `burst` seconds from the first timed training call on: every step
+    then takes three times as long."""
+
+    def __init__(self, burst):
+        self.burst, self.calls, self.busy_until = burst, 0, None
+
+    def step_seconds(self, seconds):
+        self.calls += 1
+        if self.busy_until is None and self.calls > 2:  # after both candidates' compiling calls
+            self.busy_until = time.perf_counter() + self.burst
+        return seconds * (3 if self.busy_until and time.perf_counter() < self.busy_until else 1)
+
+
+class FakeTrainer:
+    steps_per_execution = 1
+
+    def __init__(self, machine, step_seconds):
+        self.machine, self.seconds = machine, step_seconds
+
+    def iterator(self, dataset):
+        return iter(())
+
+    def train(self, iterator, steps):
+        time.sleep(steps * self.machine.step_seconds(self.seconds))
+
+
+@pytest.mark.parametrize("rounds, fastest_found", [(3, True), (1, False)])
+def test_the_probe_alternates_candidates_so_a_burst_of_load_does_not_pick_the_slower(rounds, fastest_found):
+    # The faster candidate's first turn falls entirely in a burst of load. Timed in one turn each, it looks three
+    # times slower and the slower one wins; alternating over three rounds, its undisturbed turns keep it first.
+    machine = SharedMachine(burst=0.36 / rounds)  # as long as one turn
+    fast, slow = FakeTrainer(machine, 0.004), FakeTrainer(machine, 0.006)
+    rates = execution.time_candidates([fast, slow], batch=0, tokens_per_step=1, seconds=0.36, rounds=rounds)
+    assert (rates[0] > rates[1]) == fastest_found
+    assert rates[1] == pytest.approx(1 / 0.006, rel=0.3)  # the slower one never ran in the burst
 
 
 def test_a_probed_run_trains_exactly_like_the_same_choice_given_explicitly(tmp_path, monkeypatch):

@@ -118,12 +118,12 @@ def _timed(train_steps, steps):
 
 
 def _alternating_best_seconds(timers, steps):
-    """Best seconds per timer over ROUNDS rounds that alternate between them, so both see the same noise."""
-    best = [float("inf")] * len(timers)
-    for _ in range(ROUNDS):
-        for i, train_steps in enumerate(timers):
-            best[i] = min(best[i], _timed(train_steps, steps))
-    return best
+    """Best seconds per timer over ROUNDS rounds that alternate between them, so all see the same noise (the
+    probe's own `best_rates`)."""
+    from lmzoo.training.execution import best_rates
+
+    rates = best_rates([lambda timer=timer: (1.0, _timed(timer, steps)) for timer in timers], ROUNDS)
+    return [1.0 / rate for rate in rates]
 
 
 def lmzoo_candidates():

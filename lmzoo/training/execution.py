@@ -16,6 +16,7 @@ Examples:
     ('float32', 'xla')
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -34,8 +35,10 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # bfloat16 is chosen only when it beats float32 by this margin: its rounding is a small cost in quality, worth
 # paying for a clear speed-up, not for noise.
 BF16_MIN_SPEEDUP = 1.1
-# Seconds each candidate is timed for, after the call that compiles it.
+# Seconds each candidate is timed for, after the call that compiles it, in PROBE_ROUNDS turns that alternate
+# between the candidates.
 PROBE_SECONDS = 2.0
+PROBE_ROUNDS = 3
 # `train.probe: auto` probes only runs expected to train for longer than this (at 30% of the device's peak):
 # three candidates cost three compilations, which a short run would not earn back.
 PROBE_MIN_RUN_SECONDS = 600.0
@@ -125,18 +128,46 @@ def best(figures):
     return winner
 
 
-def time_candidate(make_trainer, batch, tokens_per_step, seconds=PROBE_SECONDS):
-    """Tokens/s of the trainer `make_trainer()` returns, training on `batch` repeated: one compiling call, then
-    whole calls of `steps_per_execution` steps until `seconds` have passed."""
-    trainer = make_trainer()
-    iterator = trainer.iterator(tf.data.Dataset.from_tensors(batch).repeat())
-    chunk = trainer.steps_per_execution
-    trainer.train(iterator, chunk)  # compiles
-    steps, start = 0, time.perf_counter()
-    while steps == 0 or time.perf_counter() - start < seconds:
-        trainer.train(iterator, chunk)
-        steps += chunk
-    return steps * tokens_per_step / (time.perf_counter() - start)
+def best_rates(turns, rounds):
+    """The best rate each of `turns` reaches over `rounds` rounds that alternate between them.
+
+    Each turn is a callable doing some work and returning `(work, seconds)`. Alternating means a burst of other
+    work on the machine slows every candidate's nearby turn rather than all of one candidate's; the best turn is
+    the one least disturbed (the reason `timeit` reports the minimum), so the ranking holds under load.
+
+    Examples:
+
+        >>> best_rates([lambda: (10, 2.0), lambda: (10, 1.0)], rounds=2)
+        [5.0, 10.0]
+    """
+    best = [0.0] * len(turns)
+    for _ in range(rounds):
+        for i, turn in enumerate(turns):
+            work, seconds = turn()
+            best[i] = max(best[i], work / seconds)
+    return best
+
+
+def time_candidates(trainers, batch, tokens_per_step, seconds=PROBE_SECONDS, rounds=PROBE_ROUNDS):
+    """Tokens/s of each trainer in `trainers`, training on `batch` repeated: one compiling call each, then
+    `rounds` rounds that alternate between them (`best_rates`), each turn whole calls of `steps_per_execution`
+    steps for `seconds / rounds` (at least one call).
+
+    All candidates are alive together (so their turns can alternate): the probe holds one copy of the model and
+    its optimizer state per candidate.
+    """
+    iterators = [trainer.iterator(tf.data.Dataset.from_tensors(batch).repeat()) for trainer in trainers]
+    for trainer, iterator in zip(trainers, iterators):
+        trainer.train(iterator, trainer.steps_per_execution)  # compiles
+
+    def turn(trainer, iterator):
+        chunk, steps, start = trainer.steps_per_execution, 0, time.perf_counter()
+        while steps == 0 or time.perf_counter() - start < seconds / rounds:
+            trainer.train(iterator, chunk)
+            steps += chunk
+        return steps * tokens_per_step, time.perf_counter() - start
+
+    return best_rates([functools.partial(turn, *pair) for pair in zip(trainers, iterators)], rounds)
 
 
 def _key(parts):
@@ -178,7 +209,7 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
         can_probe: whether this run can be probed (lmzoo probes CPU runs with one replica).
         native_bf16: whether the CPU has native bfloat16 (`has_native_bf16`).
         expected_seconds: the run's training time at `EXPECTED_MFU` (for `probe: auto`).
-        measure: `measure((dtype, jit)) -> tokens/s`, timing one candidate.
+        measure: `measure([(dtype, jit), ...]) -> {(dtype, jit): tokens/s}`, timing the candidates.
         key_parts: what identifies the configuration and the machine in the cache.
 
     Returns:
@@ -198,7 +229,7 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
     cached = read_cache(key_parts)
     if cached:
         return {**cached, "source": "cache"}
-    figures = {pair: measure(pair) for pair in pairs}
+    figures = measure(pairs)
     dtype, jit = best(figures)
     choice = {"dtype_policy": dtype, "jit_compile": jit, "source": "probe",
               "probe": {f"{d}/{j}": round(tps, 1) for (d, j), tps in figures.items()}}

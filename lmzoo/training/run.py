@@ -54,20 +54,18 @@ def choose_execution(study, entry, task, shared, strategy):
     flops = planned_cost(study, shared, entry)[1]  # the run's planned training FLOPs
     peak = strategies.device_peak_flops(strategy)[0]
     features = strategies.cpu_features()
-    batches = []  # the run's first batch, read only if a candidate is timed
 
-    def measure(pair):
-        dtype, jit = pair
-        if not batches:
-            batches.append(next(iter(task.train_dataset(0))))
+    def measure(pairs):
+        batch = next(iter(task.train_dataset(0)))
 
-        def make_trainer():
+        def make_trainer(dtype, jit):
             with strategy.scope():
                 model = task.build_model(entry, strategies.dtype_policy(dtype))
                 return build_trainer(model, study, task, study["optimizer"]["learning_rate"], strategy=strategy,
                                      jit_compile=execution.JIT_MODES[jit])
 
-        return execution.time_candidate(make_trainer, batches[0], task.tokens_per_step())
+        rates = execution.time_candidates([make_trainer(*pair) for pair in pairs], batch, task.tokens_per_step())
+        return dict(zip(pairs, rates))
 
     key_parts = {"cpu": strategies.cpu_description(), "tensorflow": tf.__version__, "keras": keras.version(),
                  "task": type(task).__name__, "family": entry["family"], "preset": entry["preset"],

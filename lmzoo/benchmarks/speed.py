@@ -52,9 +52,26 @@ SPEED_CASES = {
         model=dict(hidden_dim=200, num_layers=2, tie_embeddings=False),
     ),
 }
-# Each case times `steps` steps per round (a few seconds of work), ROUNDS rounds; `quick` times 4 steps.
+# Each case times `steps` steps per round (a few seconds of work), ROUNDS rounds; `quick` times 4 steps of the
+# case at a toy size (`toy_case`).
 ROUNDS = 3
 STEPS_PER_EXECUTION = 20
+
+
+def toy_case(case):
+    """`case` at a toy size with the same family, reference and shape of batch: what `quick` runs to check that
+    the benchmark works end to end in seconds (its figures mean nothing).
+
+    Examples:
+
+        >>> toy = toy_case(SPEED_CASES["lstm_word"])
+        >>> toy["vocab_size"], toy["model"]["hidden_dim"], toy["reference"]
+        (512, 32, 'keras_lstm')
+    """
+    model = dict(case["model"], hidden_dim=32, num_layers=1)
+    if "num_heads" in model:
+        model["num_heads"] = 2
+    return dict(case, vocab_size=min(case["vocab_size"], 512), model=model)
 
 
 def _random_batches(case, seed=0):
@@ -135,15 +152,16 @@ def lmzoo_candidates():
     return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16)
 
 
-def measure_case(name, *, steps=None):
+def measure_case(name, *, steps=None, quick=False):
     """Measure one case of `SPEED_CASES` in this process: every execution lmzoo would probe, the one it would
-    choose (`lmzoo.training.execution.best`) and its reference, if any, alternating over `ROUNDS` rounds."""
+    choose (`lmzoo.training.execution.best`) and its reference, if any, alternating over `ROUNDS` rounds
+    (`quick`: the case at a toy size, `toy_case`)."""
     import tensorflow as tf
 
     from lmzoo.training import execution
     from lmzoo.training.strategy import device_peak_flops
 
-    case = SPEED_CASES[name]
+    case = toy_case(SPEED_CASES[name]) if quick else SPEED_CASES[name]
     steps = steps or case["steps"]
     # lmzoo's steps per compiled call; the reference runs `fit` as its documentation does (one step per call).
     chunk = min(steps, STEPS_PER_EXECUTION)
@@ -165,7 +183,7 @@ def measure_case(name, *, steps=None):
     flops = model.flops_per_token(case["sequence_length"])
     strategy = tf.distribute.get_strategy()
     peak, peak_source = device_peak_flops(strategy, "bfloat16" if chosen[0] == "mixed_bfloat16" else "float32")
-    input_tps = _input_tokens_per_second(case)
+    input_tps = _input_tokens_per_second(case, batches=30 if quick else 300)
     return {
         "case": name,
         "execution": "/".join(chosen),
@@ -206,11 +224,12 @@ def bench_speed(*, quick=False, cases=None):
     """Run the speed comparison; returns `{"benchmark": "speed", "rows": [...], "peak_memory_gib": ...}`.
 
     Args:
-        quick: a few steps per round, to check that the benchmark runs (figures meaningless).
+        quick: a few steps per round of each case at a toy size, to check that the benchmark runs (figures
+            meaningless).
         cases: names from `SPEED_CASES` (default: all; `quick` keeps the two compared against references).
     """
     cases = cases or (["gpt_baby", "lstm_word"] if quick else list(SPEED_CASES))
-    rows = [measure_case(name, steps=4 if quick else None) for name in cases]
+    rows = [measure_case(name, steps=4 if quick else None, quick=quick) for name in cases]
     memory = peak_training_memory_bytes(steps=4 if quick else 40)
     from lmzoo.training.strategy import cpu_features
 

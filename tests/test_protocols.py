@@ -116,6 +116,8 @@ def test_protocols_are_recorded_and_the_windows_figure_can_stand_beside_them(tmp
     assert {r["eval_protocol"] for r in rows} == {"stateful", "sliding"}
     report = (tmp_path / "p" / "report.md").read_text()
     assert "carried their state" in report and "sliding window" in report
+    gpt_beside = f"gpt (seed 0): valid {gpt['valid_perplexity']:.2f} -> {gpt['valid_windows_perplexity']:.2f}"
+    assert gpt_beside in report
 
 
 @pytest.mark.parametrize("change, pattern", [

@@ -103,6 +103,27 @@ def test_final_figures_cover_the_whole_split_whatever_max_batches_says(tmp_path)
     assert record["history"][-1]["valid_loss"] != pytest.approx(full["loss"], rel=1e-5)  # the cut periodic one
 
 
+def test_a_full_periodic_evaluation_at_the_last_step_is_the_final_figure_not_scored_again(tmp_path, monkeypatch):
+    scored = []
+    evaluate = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, *args, **kwargs: scored.append(1) or evaluate(
+        self, *args, **kwargs))
+    study = {**STUDY, "models": STUDY["models"][:1],
+             "evaluation": {**STUDY["evaluation"], "max_batches": None, "test": False, "protocol": "windows"}}
+    (record,) = compare(study, out_dir=tmp_path, show_progress=False)
+    assert [h["step"] for h in record["history"]] == [5, 10]
+    assert len(scored) == 2  # steps 5 and 10; the final figure is step 10's, not a third pass over the split
+    assert record["valid_loss"] == record["history"][-1]["valid_loss"]
+
+    model = lmzoo.load_model(tmp_path / "p" / "runs" / "lstm-seed0" / "model.keras")
+    from lmzoo.training.tasks import StudyData
+
+    valid = StudyData(load_study(study)).encoded.valid
+    full = evaluate(Trainer(model, keras.optimizers.SGD(0.1)),
+                    lmzoo.data.causal_lm_eval_dataset(valid, sequence_length=16, batch_size=4))
+    assert full["weight"] == len(valid) - 1 and record["valid_loss"] == pytest.approx(full["loss"], rel=1e-5)
+
+
 def test_protocols_are_recorded_and_the_windows_figure_can_stand_beside_them(tmp_path):
     study = {**STUDY, "data": {**STUDY["data"], "rnn_state": "carry"},
              "evaluation": {**STUDY["evaluation"], "also_windows": True, "stride": 4}}

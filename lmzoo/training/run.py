@@ -146,9 +146,10 @@ class Run:
             return iter(self.trainer.distribute_from_function(lambda ctx: self.task.train_dataset(start_step, ctx)))
         return self.trainer.iterator(self.task.train_dataset(start_step))
 
-    def evaluate(self, split, max_batches=None, final=False):
-        """The task's metrics of `split` (`{}` when the split is empty); `final` for the run's last figures."""
-        return self.task.evaluate(self.trainer, split, max_batches=max_batches, final=final)
+    def evaluate(self, split, max_batches=None, final=False, scored=None):
+        """The task's metrics of `split` (`{}` when the split is empty); `final` for the run's last figures,
+        reusing `scored` (the split's full metrics at the current weights) when given."""
+        return self.task.evaluate(self.trainer, split, max_batches=max_batches, final=final, scored=scored)
 
     def sample(self):
         """A generated text for TensorBoard (chief only; None when the task does not generate)."""
@@ -326,7 +327,9 @@ def _train_steps(run, record, iterator, start, bar):
     steady_tokens, steady_seconds, first_chunk = 0, 0.0, True
     tokens_per_step = run.task.tokens_per_step()
     budget_seconds = run.study["budget"]["seconds"]
+    full_valid = None
     while step < run.total_steps:
+        full_valid = None  # the whole validation split scored at this step, if it was
         chunk = _next_chunk(run, step)
         run.profiler.before(step)
         began = time.perf_counter()
@@ -345,7 +348,7 @@ def _train_steps(run, record, iterator, start, bar):
         bar.update(step, loss=result["loss"], speed=speed)
         record.update(train_steps=step, train_seconds=seconds, tokens_per_second=speed)
         if step % run.eval_interval == 0 or step == run.total_steps:
-            _evaluate(run, record, step, seconds, result["loss"])
+            full_valid = _evaluate(run, record, step, seconds, result["loss"])
         if run.lock is not None and run.lock.lost:  # presumed dead by another process, which now trains it
             bar.end_line()
             files.notice(f"{run.name}: another process took this run over (its lock went {run.lock.stale_after:.0f} "
@@ -360,7 +363,7 @@ def _train_steps(run, record, iterator, start, bar):
         if budget_seconds is not None and seconds >= budget_seconds:
             record["message"] = f"stopped by budget.seconds = {budget_seconds} at step {step}"
             break
-    return _finish(run, record, step, seconds, bar)
+    return _finish(run, record, step, seconds, bar, full_valid)
 
 
 def _next_chunk(run, step):
@@ -371,7 +374,10 @@ def _next_chunk(run, step):
 
 
 def _evaluate(run, record, step, seconds, train_loss):
-    metrics = run.evaluate("valid", max_batches=run.study["evaluation"]["max_batches"])
+    """The periodic evaluation: a history point, TensorBoard scalars and a sample. Returns the metrics when they
+    cover the whole split (no `evaluation.max_batches`), so the final figures at this step can reuse them."""
+    max_batches = run.study["evaluation"]["max_batches"]
+    metrics = run.evaluate("valid", max_batches=max_batches)
     if "loss" in metrics:  # A plateau schedule decays on it; the others ignore it.
         run.schedule.observe(metrics["loss"])
     point = records.history_point(run, step, seconds, train_loss, metrics)
@@ -382,6 +388,7 @@ def _evaluate(run, record, step, seconds, train_loss):
         run.logger.text("validation", "sample", sample, step)
         point["sample"] = sample
     run.logger.flush()
+    return metrics if max_batches is None else None
 
 
 def _fail(run, record, step, seconds, bar, loss):
@@ -396,9 +403,10 @@ def _fail(run, record, step, seconds, bar, loss):
     return record
 
 
-def _finish(run, record, step, seconds, bar):
-    # The final figures cover every target of their split, whatever `evaluation.max_batches` cut periodically.
-    valid = run.evaluate("valid", final=True)
+def _finish(run, record, step, seconds, bar, full_valid=None):
+    # The final figures cover every target of their split, whatever `evaluation.max_batches` cut periodically;
+    # `full_valid`, the whole split scored at this very step by the last periodic evaluation, is not scored again.
+    valid = run.evaluate("valid", final=True, scored=full_valid)
     test = run.evaluate("test", final=True) if run.study["evaluation"]["test"] else {}
     record.update(status=FINISHED, train_steps=step, train_seconds=seconds)
     record = records.with_results(run, record, valid, test)

@@ -163,10 +163,14 @@ class Task:
 
     # --- metrics and results ------------------------------------------------------------------------------------
 
-    def evaluate(self, trainer, split, max_batches=None, final=False):
-        """The metrics of `split` (`{}` when it is empty); `final` marks the run's last, full-split evaluation."""
+    def evaluate(self, trainer, split, max_batches=None, final=False, scored=None):
+        """The metrics of `split` (`{}` when it is empty); `final` marks the run's last, full-split evaluation.
+        `scored`: the split's metrics over every target at these weights (the last step's periodic evaluation),
+        reused rather than scored twice; a task adds what only its final evaluation measures."""
         if not self.has_split(split):
             return {}
+        if scored is not None:
+            return dict(scored)
         return self.metrics(split, trainer.evaluate(self.eval_dataset(split), max_batches=max_batches))
 
     def metrics(self, split, sums):

@@ -101,10 +101,10 @@ class CausalLMTask(Task):
                                                   batch_size=batch_size)
         return lmdata.causal_lm_eval_dataset(tokens, sequence_length=self.sequence_length, batch_size=batch_size)
 
-    def evaluate(self, trainer, split, max_batches=None, final=False):
+    def evaluate(self, trainer, split, max_batches=None, final=False, scored=None):
         if not self.has_split(split):
             return {}
-        metrics = self._score(trainer, split, self.protocol, max_batches)
+        metrics = dict(scored) if scored is not None else self._score(trainer, split, self.protocol, max_batches)
         if final and self.study["evaluation"]["also_windows"] and self.protocol != "windows":
             metrics.update({f"windows_{k}": v for k, v in self._score(trainer, split, "windows").items()})
         return metrics

@@ -106,8 +106,9 @@ class TranslationTask(Task):
 
     # --- metrics and results ------------------------------------------------------------------------------------
 
-    def evaluate(self, trainer, split, max_batches=None, final=False):
-        metrics = super().evaluate(trainer, split, max_batches=max_batches, final=final)
+    def evaluate(self, trainer, split, max_batches=None, final=False, scored=None):
+        # The final BLEU (beam search, every sentence) replaces the periodic greedy one that `scored` holds.
+        metrics = super().evaluate(trainer, split, max_batches=max_batches, final=final, scored=scored)
         count = None if final else self.settings["eval_sentences"]
         if metrics and count != 0:
             metrics.update(self.bleu(trainer.model, split, count, beam=final))

@@ -49,6 +49,7 @@ def test_results_json_and_csv_have_one_row_per_run(study_dir):
 def test_markdown_has_mean_and_std_over_finished_seeds(study_dir):
     text = report(study_dir).read_text()
     assert "| gpt | 2/2 |" in text and "2.1000 ± 0.1414" in text  # mean ± sample std of 2.0 and 2.2
+    assert "valid ppl" in text and f"{(2.718 ** 2.0 + 2.718 ** 2.2) / 2:.2f} ± " in text  # perplexity beside it
     assert "| lstm | 1/2 |" in text and "2.5000 ± 0.0000" in text
     assert "entropy rate" in text and "lstm seed 1 failed" in text
 

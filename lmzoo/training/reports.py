@@ -27,9 +27,11 @@ COLUMNS = (
 # Columns of the Markdown summary: (key, header, format).
 SUMMARY = (
     ("valid_loss", "valid loss", "{:.4f}"),
+    ("valid_perplexity", "valid ppl", "{:.2f}"),  # the figure word-level papers quote
     ("valid_bits_per_char", "valid bpc", "{:.3f}"),
     ("valid_accuracy", "valid acc", "{:.3f}"),
     ("test_loss", "test loss", "{:.4f}"),
+    ("test_perplexity", "test ppl", "{:.2f}"),
     ("test_bleu", "test BLEU", "{:.2f}"),
     ("test_chrf", "test chrF", "{:.2f}"),
     ("tokens_per_second", "tokens/s", "{:,.0f}"),

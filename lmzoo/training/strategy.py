@@ -40,6 +40,11 @@ CPU_FLOP_PER_CYCLE = {
     "float16": (("avx512_fp16", 128),),
 }
 CPU_FALLBACK_FLOP_PER_CYCLE = 16  # SSE-class FMA-less units, or an unknown CPU
+# CPUs that run AVX-512 on 256-bit datapaths, as (vendor_id, cpu family): AMD's Zen 4 (family 0x19) splits each
+# 512-bit operation into two 256-bit halves, so its AVX-512 units reach half the FLOP/cycle above (32 for float32,
+# as its AVX2), and counting Intel's width would halve every MFU it reports. Zen 5 (0x1A) has full-width units.
+CPU_HALF_WIDTH_AVX512 = (("AuthenticAMD", 25),)
+AVX512_UNITS = ("avx512f", "avx512_bf16", "avx512_fp16")
 # The cpuinfo flags that decide lmzoo's peaks and execution choices, recorded with every result.
 CPU_FEATURE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_tile",
                      "amx_bf16", "amx_int8")
@@ -205,7 +210,8 @@ def _table_peak(name, compute_dtype):
 
 
 def cpu_features(cpuinfo_path="/proc/cpuinfo"):
-    """This machine's CPU: `{"model", "cores", "ghz", "flags"}`, `flags` the `CPU_FEATURE_FLAGS` it has.
+    """This machine's CPU: `{"model", "cores", "ghz", "flags", "avx512_bits"}`, `flags` the `CPU_FEATURE_FLAGS`
+    it has, `avx512_bits` the width its AVX-512 units execute at (256 on `CPU_HALF_WIDTH_AVX512`; 0 without).
 
     Examples:
 
@@ -222,9 +228,13 @@ def cpu_features(cpuinfo_path="/proc/cpuinfo"):
     mhz = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.MULTILINE)
     model = re.findall(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
     flags = set(re.findall(r"^flags\s*:(.*)$", text, re.MULTILINE)[0].split()) if "flags" in text else set()
+    vendor = re.findall(r"^vendor_id\s*:\s*(\S+)", text, re.MULTILINE)
+    family = re.findall(r"^cpu family\s*:\s*(\d+)", text, re.MULTILINE)
+    half_width = bool(vendor and family) and (vendor[0], int(family[0])) in CPU_HALF_WIDTH_AVX512
     return {"model": model[0].strip() if model else "unknown CPU", "cores": cores,
             "ghz": float(mhz[0]) / 1000 if mhz else CPU_FALLBACK_GHZ,
-            "flags": [flag for flag in CPU_FEATURE_FLAGS if flag in flags]}
+            "flags": [flag for flag in CPU_FEATURE_FLAGS if flag in flags],
+            "avx512_bits": 0 if "avx512f" not in flags else 256 if half_width else 512}
 
 
 def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo", compute_dtype="float32"):
@@ -243,6 +253,8 @@ def cpu_peak_flops(cpuinfo_path="/proc/cpuinfo", compute_dtype="float32"):
     native = [(flag, flop) for flag, flop in CPU_FLOP_PER_CYCLE.get(compute_dtype, ()) if flag in flags]
     units = native or [(flag, flop) for flag, flop in CPU_FLOP_PER_CYCLE["float32"] if flag in flags]
     unit, flop = units[0] if units else ("fallback", CPU_FALLBACK_FLOP_PER_CYCLE)
+    if unit in AVX512_UNITS and features["avx512_bits"] == 256:
+        unit, flop = f"{unit} on 256-bit datapaths", flop // 2
     how = f"CPU: {cores} cores x {ghz:.2f} GHz x {flop} FLOP/cycle ({unit}, {compute_dtype} peak"
     how += ")" if native or compute_dtype == "float32" else f": no native {compute_dtype} unit)"
     return cores * ghz * 1e9 * flop, how
@@ -258,4 +270,5 @@ def cpu_description():
         True
     """
     features = cpu_features()
-    return f"{features['model']}, {features['cores']} cores, {' '.join(features['flags']) or 'no AVX2'}"
+    width = " (AVX-512 on 256-bit datapaths)" if features["avx512_bits"] == 256 else ""
+    return f"{features['model']}, {features['cores']} cores, {' '.join(features['flags']) or 'no AVX2'}{width}"

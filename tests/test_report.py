@@ -54,6 +54,17 @@ def test_markdown_has_mean_and_std_over_finished_seeds(study_dir):
     assert "entropy rate" in text and "lstm seed 1 failed" in text
 
 
+def test_settings_list_only_what_every_run_shared(study_dir):
+    for name in ("gpt-seed0", "gpt-seed1", "lstm-seed0"):
+        path = study_dir / "runs" / name / "run.json"
+        record = json.loads(path.read_text())
+        record.update(rnn_state="reset", dtype_policy="float32" if name != "gpt-seed1" else "mixed_bfloat16")
+        write_json(path, record)
+    settings = report(study_dir).read_text().split("## Settings")[1].split("##")[0]
+    assert "tokenizer = char" in settings and "rnn_state = reset" in settings
+    assert "dtype_policy =" not in settings and "Differing by run (see results.csv): dtype_policy." in settings
+
+
 def test_bert_is_flagged_as_off_the_causal_axis(study_dir):
     write_json(study_dir / "runs" / "bert-seed0" / "run.json", _record("bert", 0, 1.5, objective="masked_lm"))
     assert "masked LM" in report(study_dir).read_text()

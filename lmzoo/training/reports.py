@@ -169,13 +169,21 @@ def markdown_report(records, study=None):
     return "\n".join(lines)
 
 
+# The settings a report lists once when every run shares them (else it names them as differing by run).
+SETTING_KEYS = ("tokenizer", "vocab_size", "sequence_length", "global_batch", "rnn_state", "eval_protocol",
+                "dtype_policy", "jit_compile", "strategy", "replicas", "device", "cpu")
+
+
 def _settings_lines(records, study):
-    first = records[0]
-    keys = ("tokenizer", "vocab_size", "sequence_length", "global_batch", "dtype_policy", "jit_compile",
-            "strategy", "replicas", "device", "cpu")
-    shared = ", ".join(f"{k} = {first.get(k)}" for k in keys if first.get(k) is not None)
+    values = {key: [r.get(key) for r in records if r.get(key) is not None] for key in SETTING_KEYS}
+    values = {key: found for key, found in values.items() if found}
+    shared = ", ".join(f"{key} = {found[0]}" for key, found in values.items() if len(set(map(str, found))) == 1)
+    differing = [key for key, found in values.items() if len(set(map(str, found))) > 1]
     corpus = (study or {}).get("corpus", {}).get("source", "?")
-    return ["## Settings", "", f"Corpus `{corpus}`; every run: {shared}.", ""]
+    line = f"Corpus `{corpus}`; every run: {shared}."
+    if differing:
+        line += f" Differing by run (see results.csv): {', '.join(differing)}."
+    return ["## Settings", "", line, ""]
 
 
 def _summary_table(table):

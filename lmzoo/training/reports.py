@@ -169,16 +169,17 @@ def markdown_report(records, study=None):
     return "\n".join(lines)
 
 
-# The settings a report lists once when every run shares them (else it names them as differing by run).
+# The settings a report lists once when every run they apply to shares them (else it names them as differing by
+# run). A run leaves out, or records as "", a setting that does not apply to it (`rnn_state` of a Transformer).
 SETTING_KEYS = ("tokenizer", "vocab_size", "sequence_length", "global_batch", "rnn_state", "eval_protocol",
                 "dtype_policy", "jit_compile", "strategy", "replicas", "device", "cpu")
 
 
 def _settings_lines(records, study):
-    values = {key: [r.get(key) for r in records if r.get(key) is not None] for key in SETTING_KEYS}
-    values = {key: found for key, found in values.items() if found}
-    shared = ", ".join(f"{key} = {found[0]}" for key, found in values.items() if len(set(map(str, found))) == 1)
-    differing = [key for key, found in values.items() if len(set(map(str, found))) > 1]
+    distinct = {key: list(dict.fromkeys(str(r[key]) for r in records if r.get(key) not in (None, "")))
+                for key in SETTING_KEYS}
+    shared = ", ".join(f"{key} = {found[0]}" for key, found in distinct.items() if len(found) == 1)
+    differing = [key for key, found in distinct.items() if len(found) > 1]
     corpus = (study or {}).get("corpus", {}).get("source", "?")
     line = f"Corpus `{corpus}`; every run: {shared}."
     if differing:

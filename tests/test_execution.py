@@ -143,3 +143,45 @@ def test_a_probed_run_trains_exactly_like_the_same_choice_given_explicitly(tmp_p
     assert told["execution"]["source"] == "setting"
     losses = lambda record: [row["valid_loss"] for row in record["history"]]  # noqa: E731
     assert losses(probed) == pytest.approx(losses(told), rel=1e-6)
+
+
+def test_the_split_step_is_probed_only_where_bfloat16_is_native_and_the_output_layer_dominates():
+    from lmzoo.models import model_class
+    from lmzoo.training.plan import output_share
+
+    def pairs(jit="auto", dtype="auto", **kwargs):
+        return execution.candidates(jit_setting=jit, dtype_setting=dtype, supports_xla=True, **kwargs)
+
+    split = ("bfloat16_output", "xla_split")
+    assert pairs(native_bf16=True, splits_at_output=True)[-1] == split
+    assert split not in pairs(native_bf16=False, splits_at_output=True)
+    assert split not in pairs(native_bf16=True, splits_at_output=False)
+    assert all(jit != "xla_split" for _, jit in pairs(native_bf16=True, splits_at_output=False))
+    # Explicit settings: every dtype under an explicit split; an explicit bfloat16 output under every jit mode.
+    assert pairs(jit="split", native_bf16=True, splits_at_output=True) == [
+        ("float32", "xla_split"), ("mixed_bfloat16", "xla_split"), split]
+    assert [jit for _, jit in pairs(dtype="bfloat16_output", native_bf16=False, splits_at_output=True)] == [
+        "xla", "xla_parts", "none", "xla_split"]
+    # Where the output layer dominates: the word LSTM (33k words) does, the baby GPT (65 characters) does not.
+    word_lstm = output_share(model_class("lstm"), {"vocab_size": 33_278, "hidden_dim": 200}, 35)
+    baby_gpt = output_share(model_class("gpt"), {"vocab_size": 65, "hidden_dim": 128, "num_layers": 4,
+                                                 "num_heads": 4, "max_sequence_length": 64}, 64)
+    assert word_lstm == pytest.approx(6 * 200 * 33_278 / (6 * (2 * 4 * 200 * 400) + 6 * 200 * 33_278))
+    assert word_lstm >= execution.SPLIT_MIN_OUTPUT_SHARE > baby_gpt > 0
+    assert output_share(model_class("bert"), {"vocab_size": 30_000, "hidden_dim": 64, "num_layers": 1,
+                                              "num_heads": 2}, 32) == 0.0  # no separable output layer
+
+
+def test_a_bfloat16_output_layer_is_chosen_only_with_a_clear_margin():
+    figures = {("float32", "xla"): 100.0, ("mixed_bfloat16", "none"): 90.0, ("bfloat16_output", "xla_split"): 115.0}
+
+    def chosen(figures):
+        return execution.choose(train=TRAIN, supports_xla=True, device="cpu", native_bf16=True, expected_seconds=1e6,
+                                measure=lambda pairs: {p: figures.get(p, 50.0) for p in pairs},
+                                key_parts={"figures": str(figures)}, splits_at_output=True)
+
+    choice = chosen(figures)
+    assert (choice["dtype_policy"], choice["jit_compile"]) == ("bfloat16_output", "xla_split")
+    assert choice["probe"]["bfloat16_output/xla_split"] == 115.0
+    figures[("bfloat16_output", "xla_split")] = 105.0  # under BF16_MIN_SPEEDUP: float32 keeps it
+    assert chosen(figures)["dtype_policy"] == "float32"

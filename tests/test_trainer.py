@@ -106,7 +106,7 @@ def test_xla_matches_the_plain_graph(jit_compile):
 
 
 def test_jit_compile_takes_only_the_known_modes():
-    with pytest.raises(LmzooError, match="jit_compile must be True, False or 'parts'"):
+    with pytest.raises(LmzooError, match="jit_compile must be one of True, False, 'parts', 'split', got 'whole'"):
         make_trainer(jit_compile="whole")
 
 

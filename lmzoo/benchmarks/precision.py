@@ -1,19 +1,25 @@
 """`lmzoo bench precision`: whether every dtype policy lmzoo may choose on this machine keeps the model's quality.
 
-`train.dtype_policy: auto` picks mixed_bfloat16 where it is faster (`lmzoo.training.execution`). Speed bought
-with quality would tilt a comparison, so this benchmark trains the baby GPT of `tiny_shakespeare_char`
-(nanoGPT's Shakespeare-char CPU model: 4 layers, width 128, context 64, batch 12) for 2,000 steps once per
-policy lmzoo can choose here, through the study runner, on the same seed and batches, and reports each final
-full-split validation loss beside float32's. A policy passes when it is within `TOLERANCE` nats of float32.
+`train.dtype_policy: auto` picks mixed_bfloat16, or a bfloat16 output layer, where it is faster
+(`lmzoo.training.execution`). Speed bought with quality would tilt a comparison, so this benchmark trains each
+case once per policy lmzoo can choose for it here, through the study runner, on the same seed and batches, and
+reports each final full-split validation loss beside float32's. A policy passes when it is within `TOLERANCE`
+nats of float32. The cases:
+
+* `gpt_char`: the baby GPT of `tiny_shakespeare_char` (nanoGPT's Shakespeare-char CPU model: 4 layers, width
+  128, context 64, batch 12), 2,000 steps;
+* `lstm_word`: the 2x200 tied LSTM of `word_lm_wikitext2` (33k words, state carried, SGD), 1,000 steps (a third
+  of an epoch), the case where the output layer is most of the work and lmzoo may compute it in bfloat16.
 
 One seed measures the policy and the trajectory's chaos together (any rounding change sends training down
 another path), so `seeds` can average several.
 
 Examples:
 
-    >>> pairs = policies_to_check(native_bf16=True, device="cpu")
-    >>> pairs
+    >>> policies_to_check(native_bf16=True, device="cpu")
     [('float32', 'xla'), ('mixed_bfloat16', 'none')]
+    >>> policies_to_check(native_bf16=True, device="cpu", splits_at_output=True)[-1]
+    ('bfloat16_output', 'xla_split')
     >>> policies_to_check(native_bf16=False, device="cpu")
     [('float32', 'xla')]
 """
@@ -24,20 +30,22 @@ import tempfile
 from lmzoo.errors import LmzooError
 from lmzoo.training import execution
 
-STUDY = "tiny_shakespeare_char"
-MODEL = "gpt_reference"
-STEPS = 2000
+CASES = {
+    "gpt_char": dict(study="tiny_shakespeare_char", model="gpt_reference", steps=2000, unit="nats/char"),
+    "lstm_word": dict(study="word_lm_wikitext2", model="lstm_word_lm", steps=1000, unit="nats/word"),
+}
 QUICK_STEPS = 20
 QUICK_CHARACTERS = 20_000
-TOLERANCE = 0.02  # nats per character: the issue's bar for "equal quality"
+TOLERANCE = 0.02  # nats per token: the issue's bar for "equal quality"
 
 
-def policies_to_check(*, native_bf16, device, gpu_bf16=False):
+def policies_to_check(*, native_bf16, device, gpu_bf16=False, splits_at_output=False):
     """`(dtype_policy, jit mode)` pairs: float32 with XLA (the reference), then every other dtype lmzoo's probe
     or rule of thumb can choose on this device, executed as lmzoo would execute it."""
     settings = dict(jit_setting="auto", dtype_setting="auto", supports_xla=True)
     pairs = [("float32", "xla")]
-    probed = execution.candidates(**settings, native_bf16=native_bf16) if device == "cpu" else []
+    probed = (execution.candidates(**settings, native_bf16=native_bf16, splits_at_output=splits_at_output)
+              if device == "cpu" else [])
     ruled = execution.rule_of_thumb(**settings, device=device, gpu_bf16=gpu_bf16)
     for pair in [*probed, ruled]:
         if pair[0] != "float32" and pair not in pairs:
@@ -45,70 +53,100 @@ def policies_to_check(*, native_bf16, device, gpu_bf16=False):
     return pairs
 
 
-def _study(dtype, jit, *, steps, seeds, data_dir, quick):
+def _base_study(case, data_dir):
     from lmzoo.training import load_study
 
-    study = load_study(STUDY)
-    study["name"] = f"precision_{dtype}_{jit}"
-    study["models"] = [entry for entry in study["models"] if entry["name"] == MODEL]
-    study["budget"] = {**study["budget"], "steps": steps}
+    study = load_study(case["study"])
+    study["models"] = [entry for entry in study["models"] if entry["name"] == case["model"]]
+    if data_dir:
+        study["corpus"] = {**study["corpus"], "data_dir": str(data_dir)}
+    return study
+
+
+def _splits_at_output(study):
+    """Whether lmzoo's probe would offer the case's model the split step (at the real corpus's vocabulary)."""
+    from lmzoo.training.plan import output_layer_share
+    from lmzoo.training.tasks import StudyData
+
+    return output_layer_share(study, StudyData(study), study["models"][0]) >= execution.SPLIT_MIN_OUTPUT_SHARE
+
+
+def _study(base, dtype, jit, *, steps, seeds, quick):
+    study = dict(base, name=f"precision_{base['models'][0]['name']}_{dtype}_{jit}")
+    study["budget"] = {**study["budget"], "steps": steps, "epochs": None}
     study["train"] = {**study["train"], "seeds": list(seeds), "dtype_policy": dtype,
                       "jit_compile": execution.JIT_MODES[jit], "probe": False}
     # Only the final evaluation, over the whole validation split; no test split, a short sample.
-    study["evaluation"] = {**study["evaluation"], "interval": steps, "test": False, "sample_length": 8}
-    if data_dir:
-        study["corpus"] = {**study["corpus"], "data_dir": str(data_dir)}
+    study["evaluation"] = {**study["evaluation"], "interval": steps, "test": False, "sample_length": 8,
+                           "also_windows": False}
     if quick:  # a small synthetic corpus: the quick check is that every policy runs, not what it scores
         study["corpus"] = {**study["corpus"], "source": "synthetic:markov", "size": QUICK_CHARACTERS}
     return study
 
 
-def bench_precision(*, seeds=(0,), steps=None, data_dir=None, quick=False):
-    """Validation loss of the baby GPT after `steps` steps under each policy of `policies_to_check`.
+def bench_precision(*, cases=None, seeds=(0,), steps=None, data_dir=None, quick=False):
+    """Each case's validation loss after its steps under each policy of `policies_to_check`.
 
     Args:
+        cases: names from `CASES` (default: all).
         seeds: training seeds; each policy's loss is their mean.
-        steps: training steps per run (default `STEPS`; `QUICK_STEPS` with `quick`).
-        data_dir: where Tiny Shakespeare is looked for first (then `$LMZOO_DATA_DIR`).
-        quick: a few steps on a small synthetic corpus, to check the benchmark runs (the losses mean nothing).
+        steps: training steps per run (default: the case's; `QUICK_STEPS` with `quick`).
+        data_dir: where the corpora are looked for first (then `$LMZOO_DATA_DIR`).
+        quick: a few steps on a small synthetic corpus, to check the benchmark runs (the losses mean nothing);
+            every policy the full case could be offered is run.
 
     Returns:
-        `{"benchmark": "precision", "rows": [{"dtype_policy", "jit_compile", "vocab_size", "valid_loss", "difference",
-        "within_tolerance", "tokens_per_second"}, ...], "tolerance", "settings", "machine", "notes"}`.
+        `{"benchmark": "precision", "rows": [{"case", "dtype_policy", "jit_compile", "vocab_size", "valid_loss",
+        "difference", "within_tolerance", "tokens_per_second"}, ...], "tolerance", "settings", "machine",
+        "notes"}`.
     """
     import tensorflow as tf
 
-    from lmzoo.training import compare
+    from lmzoo.models import model_class
     from lmzoo.training.strategy import cpu_features
 
-    steps = steps or (QUICK_STEPS if quick else STEPS)
     features = cpu_features()
     device = execution.device_kind(tf.distribute.get_strategy())
-    pairs = policies_to_check(native_bf16=execution.has_native_bf16(features["flags"]), device=device,
-                              gpu_bf16=execution.gpu_supports_bf16())
-    rows = []
-    with tempfile.TemporaryDirectory() as out_dir:
-        for dtype, jit in pairs:
-            records = compare(_study(dtype, jit, steps=steps, seeds=seeds, data_dir=data_dir, quick=quick), out_dir=out_dir,
-                              show_progress=False)
-            for record in records:
-                if record["status"] != "finished":
-                    raise LmzooError(f"The {dtype}/{jit} run of the precision benchmark {record['status']}: "
-                                     f"{record['message']}")
-            rows.append({"dtype_policy": dtype, "jit_compile": jit, "vocab_size": records[0]["vocab_size"],
-                         "valid_loss": float(statistics.mean(r["valid_loss"] for r in records)),
-                         "tokens_per_second": float(statistics.mean(r["tokens_per_second"] for r in records))})
-    reference = rows[0]["valid_loss"]
-    for row in rows:
-        row["difference"] = row["valid_loss"] - reference
-        row["within_tolerance"] = bool(abs(row["difference"]) <= TOLERANCE)
+    rows, settings = [], {}
+    for name in cases or list(CASES):
+        case = CASES[name]
+        base = _base_study(case, data_dir)
+        splits = (model_class(base["models"][0]["family"]).splits_at_output if quick
+                  else _splits_at_output(base))
+        pairs = policies_to_check(native_bf16=execution.has_native_bf16(features["flags"]), device=device,
+                                  gpu_bf16=execution.gpu_supports_bf16(), splits_at_output=splits)
+        case_steps = steps or (QUICK_STEPS if quick else case["steps"])
+        settings[name] = {"study": case["study"], "model": case["model"], "steps": case_steps, "unit": case["unit"]}
+        case_rows = [_trained_row(name, _study(base, dtype, jit, steps=case_steps, seeds=seeds, quick=quick))
+                     for dtype, jit in pairs]
+        for row in case_rows:
+            row["difference"] = row["valid_loss"] - case_rows[0]["valid_loss"]
+            row["within_tolerance"] = bool(abs(row["difference"]) <= TOLERANCE)
+        rows.extend(case_rows)
     return {
         "benchmark": "precision",
         "rows": rows,
         "tolerance": TOLERANCE,
-        "settings": {"study": STUDY, "model": MODEL, "steps": steps, "seeds": list(seeds)},
+        "settings": {"cases": settings, "seeds": list(seeds)},
         "machine": features,
-        "notes": [f"final validation loss (nats/char, whole split) after {steps} steps, same seed and batches; "
-                  f"a policy passes within {TOLERANCE} of float32"]
-                 + ([] if len(rows) > 1 else ["lmzoo chooses only float32 on this machine: nothing to compare"]),
+        "notes": [f"final validation loss (nats per token, whole split) after each case's steps, same seed and "
+                  f"batches; a policy passes within {TOLERANCE} of float32 (the first row of its case)"]
+                 + ([] if len(rows) > len(settings) else ["lmzoo chooses only float32 on this machine: nothing to "
+                                                          "compare"]),
     }
+
+
+def _trained_row(case_name, study):
+    from lmzoo.training import compare
+
+    dtype, jit = study["train"]["dtype_policy"], study["train"]["jit_compile"]
+    with tempfile.TemporaryDirectory() as out_dir:
+        records = compare(study, out_dir=out_dir, show_progress=False)
+    for record in records:
+        if record["status"] != "finished":
+            raise LmzooError(f"The {dtype} (jit_compile {jit}) run of the precision benchmark's {case_name} case "
+                             f"{record['status']}: {record['message']}")
+    return {"case": case_name, "dtype_policy": dtype, "jit_compile": records[0]["execution"]["jit_compile"],
+            "vocab_size": records[0]["vocab_size"],
+            "valid_loss": float(statistics.mean(r["valid_loss"] for r in records)),
+            "tokens_per_second": float(statistics.mean(r["tokens_per_second"] for r in records))}

@@ -11,12 +11,12 @@ the reference over several rounds, and reported as the ratio of their best round
 | `gru_word`, `simple_rnn_word` | the same size with the other cells | (reported beside it) |
 
 Each row reports lmzoo in every execution its probe would time on this machine (`lmzoo.training.execution`:
-float32 with XLA on the whole step, on parts, without XLA; bfloat16 without XLA where the CPU has AMX or
-AVX512-BF16), the one it would choose and that one's ratio to the reference, the float32-XLA ratio beside it,
-training FLOPs per token, MFU against the chosen dtype's peak, and whether the model kept its fused kernel. The
-result carries the machine's CPU model and features (`machine`). Peak resident memory is measured in a
-separate baby-GPT training process, so the
-benchmark's own models do not count against it.
+float32 with XLA on the whole step, on parts, without XLA; where the CPU has AMX or AVX512-BF16, bfloat16 without
+XLA and, for the word-level cases, whose output layer is most of the work, the split step with a bfloat16 output
+layer), the one it would choose and that one's ratio to the reference, the float32-XLA ratio beside it, training
+FLOPs per token, MFU against the chosen dtype's peak, and whether the model kept its fused kernel. The result
+carries the machine's CPU model and features (`machine`). Peak resident memory is measured in a separate
+baby-GPT training process, so the benchmark's own models do not count against it.
 
 Examples:
 
@@ -88,14 +88,14 @@ def _lmzoo_timer(case, steps_per_execution=STEPS_PER_EXECUTION, dtype_policy="fl
     import keras
 
     from lmzoo.models import build_model
-    from lmzoo.training import Trainer
+    from lmzoo.training import Trainer, strategy
     from lmzoo.training.execution import JIT_MODES
 
-    model = build_model(case["family"], vocab_size=case["vocab_size"], dtype=keras.DTypePolicy(dtype_policy),
+    model = build_model(case["family"], vocab_size=case["vocab_size"], dtype=strategy.dtype_policy(dtype_policy),
                         **case["model"])
     trainer = Trainer(
         model, keras.optimizers.AdamW(1e-3), clipnorm=1.0, jit_compile=JIT_MODES[jit],
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=steps_per_execution, output_dtype=strategy.output_dtype(dtype_policy),
     )
     iterator = trainer.iterator(_random_batches(case))
     return model, lambda steps: trainer.train(iterator, steps)
@@ -143,13 +143,19 @@ def _alternating_best_seconds(timers, steps):
     return [1.0 / rate for rate in rates]
 
 
-def lmzoo_candidates():
-    """The executions a run with `jit_compile: auto` and `dtype_policy: auto` would probe on this machine."""
+def lmzoo_candidates(case):
+    """The executions a run of `case` with `jit_compile: auto` and `dtype_policy: auto` would probe on this
+    machine."""
+    from lmzoo.models import model_class
     from lmzoo.training import execution
+    from lmzoo.training.plan import output_share
     from lmzoo.training.strategy import cpu_features
 
     native_bf16 = execution.has_native_bf16(cpu_features()["flags"])
-    return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16)
+    share = output_share(model_class(case["family"]), dict(case["model"], vocab_size=case["vocab_size"]),
+                         case["sequence_length"])
+    return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16,
+                                splits_at_output=share >= execution.SPLIT_MIN_OUTPUT_SHARE)
 
 
 def measure_case(name, *, steps=None, quick=False):
@@ -159,14 +165,14 @@ def measure_case(name, *, steps=None, quick=False):
     import tensorflow as tf
 
     from lmzoo.training import execution
-    from lmzoo.training.strategy import device_peak_flops
+    from lmzoo.training.strategy import device_peak_flops, peak_dtype
 
     case = toy_case(SPEED_CASES[name]) if quick else SPEED_CASES[name]
     steps = steps or case["steps"]
     # lmzoo's steps per compiled call; the reference runs `fit` as its documentation does (one step per call).
     chunk = min(steps, STEPS_PER_EXECUTION)
     tokens = case["batch_size"] * case["sequence_length"] * steps
-    pairs = lmzoo_candidates()
+    pairs = lmzoo_candidates(SPEED_CASES[name])  # at the case's real size, also when `quick` shrinks it
     timers, compile_seconds = [], {}
     for dtype, jit in pairs:
         model, train_steps = _lmzoo_timer(case, steps_per_execution=chunk, dtype_policy=dtype, jit=jit)
@@ -182,7 +188,7 @@ def measure_case(name, *, steps=None, quick=False):
     reference_tps = tokens / seconds[-1] if case["reference"] else None
     flops = model.flops_per_token(case["sequence_length"])
     strategy = tf.distribute.get_strategy()
-    peak, peak_source = device_peak_flops(strategy, "bfloat16" if chosen[0] == "mixed_bfloat16" else "float32")
+    peak, peak_source = device_peak_flops(strategy, peak_dtype(chosen[0]))
     input_tps = _input_tokens_per_second(case, batches=30 if quick else 300)
     return {
         "case": name,

@@ -1,5 +1,7 @@
 """A stack of keras' own SimpleRNN / LSTM / GRU layers, so the fused cuDNN kernel is kept on GPUs."""
 
+import contextlib
+
 import keras
 
 from lmzoo.layers.cells import CELLS, FUSED_CELLS, check_cell
@@ -33,6 +35,35 @@ def recurrent_layer(cell, hidden_dim, dtype, name, init_scale=None):
         if cell == "lstm":
             kwargs["unit_forget_bias"] = False  # Zaremba et al.'s TF PTB code: forget_bias=0.
     return layer_class(hidden_dim, **kwargs)
+
+
+@contextlib.contextmanager
+def unrolled(layer):
+    """Within the block, every keras recurrent layer inside `layer` traces its time loop unrolled.
+
+    For a function compiled with XLA apart from its gradient (the split step, `Trainer(jit_compile="split")`): a
+    `tf.while_loop`'s gradient reads the TensorLists its forward pass filled, and a TensorList cannot leave an XLA
+    cluster, so the loop must be plain ops. Only the trace changes: the layers' weights and configs do not, and
+    the time axis must have a static length.
+
+    Examples:
+
+        >>> stack = RecurrentStack("gru", hidden_dim=4, num_layers=1)
+        >>> with unrolled(stack):
+        ...     [layer.unroll for layer in stack.rnn_layers]
+        [True]
+        >>> [layer.unroll for layer in stack.rnn_layers]
+        [False]
+    """
+    layers = [inner for inner in layer._flatten_layers() if isinstance(inner, keras.layers.RNN)]
+    saved = [inner.unroll for inner in layers]
+    for inner in layers:
+        inner.unroll = True
+    try:
+        yield
+    finally:
+        for inner, unroll in zip(layers, saved):
+            inner.unroll = unroll
 
 
 @keras.saving.register_keras_serializable(package="lmzoo")

@@ -85,6 +85,33 @@ def check_token_range(token_ids, vocab_size):
         )
 
 
+def output_logits(features, table, transposed, bias=None, dtype="float32"):
+    """`(B, T, E)` features -> `(B, T, V)` float32 logits through an output table, the product in `dtype`.
+
+    `logits = features @ (table.T if transposed else table) + bias`, the table `(V, E)` when tied to the input
+    embedding (`transposed`), `(E, V)` otherwise. This is the output layer of a model that splits there
+    (`LanguageModel.output_features`): one 2-D `tf.matmul`, with `transpose_b` rather than a transposed copy
+    of a tied table, which TensorFlow hands to oneDNN outside XLA. In bfloat16 on a CPU with AVX512-BF16 or AMX
+    that product ran 1.94x float32 under XLA at the word LSTM's 33k words (docs/performance.md); XLA's CPU
+    backend upcasts bfloat16 instead. The sum over E accumulates in float32 either way.
+
+    Examples:
+
+        >>> import numpy as np
+        >>> features, table = np.ones((2, 3, 4), "float32"), np.eye(5, 4, dtype="float32")  # table (V, E)
+        >>> tuple(output_logits(features, table, transposed=True).shape)
+        (2, 3, 5)
+        >>> [float(v) for v in output_logits(features, table, True, bias=np.arange(5.0), dtype="bfloat16")[0, 0]]
+        [1.0, 2.0, 3.0, 4.0, 4.0]
+    """
+    width = features.shape[-1]
+    flat = tf.reshape(tf.cast(features, dtype), (-1, width))  # (B*T, E)
+    logits = tf.cast(tf.matmul(flat, tf.cast(table, dtype), transpose_b=transposed), tf.float32)  # (B*T, V)
+    if bias is not None:
+        logits += tf.cast(bias, tf.float32)
+    return tf.reshape(logits, tf.concat([tf.shape(features)[:-1], tf.shape(logits)[-1:]], axis=0))
+
+
 class LanguageModel(keras.Model):
     """Base of every lmzoo language model: `(B, T)` int ids -> float32 logits `(B, T, vocab_size)`.
 
@@ -105,6 +132,7 @@ class LanguageModel(keras.Model):
     objective = None  # what it is trained for: "causal_lm" (next token) or "masked_lm"
     is_causal = True  # position t only sees positions <= t
     uses_fused_kernel = None  # recurrent models: whether keras can run them on its fused cuDNN kernel
+    splits_at_output = False  # whether it defines `output_features` and `output_layer`
 
     def __call__(self, token_ids, *args, **kwargs):
         # Accept nested lists of ids, as tokenizers return them; keras only takes arrays and tensors.
@@ -134,6 +162,21 @@ class LanguageModel(keras.Model):
     def hidden_states(self, token_ids, training=False):
         """(B, T) int ids -> (B, T, D) hidden states before the LM head."""
         raise NotImplementedError
+
+    def output_features(self, token_ids, training=False, initial_state=None):
+        """The forward pass up to the output layer: `(B, T)` ids -> `((B, T, E) features, final states)`.
+
+        `output_logits(features, *model.output_layer())` gives `model(token_ids)`'s logits; the two halves can
+        run on different engines (`Trainer(jit_compile="split")`: the features under XLA, the product through
+        oneDNN). The states are the recurrent states to carry (`[]` for a Transformer), as `call(...,
+        return_state=True)` returns them.
+        """
+        raise LmzooError(f"{type(self).__name__} does not split its forward pass at the output layer; the models "
+                         f"that do have `splits_at_output` (RNNLM, GPT). Use jit_compile True, False or 'parts'.")
+
+    def output_layer(self):
+        """`(table, transposed, bias)` of the output layer, for `output_logits` (bias None when there is none)."""
+        raise LmzooError(f"{type(self).__name__} does not split its forward pass at the output layer.")
 
     # ----- configuration ----------------------------------------------------------------------------------
 
@@ -203,6 +246,11 @@ class LanguageModel(keras.Model):
     def count_flops_per_token(cls, config, sequence_length):
         """`flops_per_token(sequence_length)` of `cls(**config)` for a full config, building nothing (the
         planned cost of a run before its model exists)."""
+        raise NotImplementedError
+
+    @classmethod
+    def count_output_flops_per_token(cls, config):
+        """The output layer's share of `count_flops_per_token`: 6 x width x V, for a full config."""
         raise NotImplementedError
 
     # ----- accounting -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from lmzoo.errors import LmzooError
 from lmzoo.models.sizing import gpt_non_embedding_params
 from lmzoo.models.transformer import TransformerLM
 
@@ -39,6 +40,7 @@ class GPT(TransformerLM):
 
     objective = "causal_lm"
     is_causal = True
+    splits_at_output = True
     norm_first = True
     default_max_sequence_length = 1024
     default_layer_norm_epsilon = 1e-5
@@ -59,6 +61,14 @@ class GPT(TransformerLM):
 
     def call(self, token_ids, training=False):
         return self.embeddings.reverse(self.hidden_states(token_ids, training))  # (B, T, V) float32
+
+    def output_features(self, token_ids, training=False, initial_state=None):
+        if initial_state is not None:
+            raise LmzooError("GPT carries no recurrent state between batches: call it with initial_state=None.")
+        return self.hidden_states(token_ids, training), []
+
+    def output_layer(self):
+        return self.embeddings.token_embedding.embeddings, True, None  # tied (V, D), no bias
 
     def _cached_forward(self, token_ids, cache, start_index):
         """(B, T) ids at positions start_index.. -> (B, T, V) logits and the cache with their keys/values."""

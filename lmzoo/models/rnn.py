@@ -72,6 +72,7 @@ class RNNLM(LanguageModel):
     architecture = "recurrent"
     objective = "causal_lm"
     is_causal = True
+    splits_at_output = True
 
     def __init__(self, vocab_size, cell="lstm", hidden_dim=256, num_layers=2, embedding_dim=None, dropout=0.0,
                  embedding_dropout=0.0, tie_embeddings=True, init_scale=None, output_bias=False, **kwargs):
@@ -153,13 +154,24 @@ class RNNLM(LanguageModel):
             x = self.embedding_dropout_layer(x, training=training)
         return self.stack(x, initial_state=initial_state, training=training)  # (B, T, H), states
 
+    def _features(self, hidden):
+        return self.projection(hidden) if self.projection else hidden  # (B, T, E)
+
     def _head(self, hidden):
-        x = self.projection(hidden) if self.projection else hidden  # (B, T, E)
-        logits = ops.cast(self.embedding(x, reverse=True), "float32")  # (B, T, V)
+        logits = ops.cast(self.embedding(self._features(hidden), reverse=True), "float32")  # (B, T, V)
         return logits + self.logit_bias if self.logit_bias is not None else logits
 
     def hidden_states(self, token_ids, training=False):
         return self._run(token_ids, None, training)[0]
+
+    def output_features(self, token_ids, training=False, initial_state=None):
+        hidden, states = self._run(token_ids, initial_state, training)
+        return self._features(hidden), states
+
+    def output_layer(self):
+        if self.tie_embeddings:
+            return self.embedding.embeddings, True, self.logit_bias  # (V, E)
+        return self.embedding.reverse_embeddings, False, self.logit_bias  # (E, V)
 
     def call(self, token_ids, training=False, initial_state=None, return_state=False):
         hidden, states = self._run(token_ids, initial_state, training)
@@ -187,9 +199,12 @@ class RNNLM(LanguageModel):
 
         `sequence_length` does not matter for an RNN; it is accepted so every model has one signature.
         """
-        width = config["embedding_dim"] or config["hidden_dim"]
         matmul = rnn_matmul_params(config["cell"], config["hidden_dim"], config["num_layers"], config["embedding_dim"])
-        return 6 * (matmul + width * config["vocab_size"])
+        return 6 * matmul + cls.count_output_flops_per_token(config)
+
+    @classmethod
+    def count_output_flops_per_token(cls, config):
+        return 6 * (config["embedding_dim"] or config["hidden_dim"]) * config["vocab_size"]
 
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """The recurrent state: layers x states per layer x H values, whatever the length."""

@@ -111,6 +111,10 @@ class TransformerLM(LanguageModel):
         dense = cls.count_non_embedding_params(config) + config["hidden_dim"] * config["vocab_size"]
         return 6 * dense + 12 * config["num_layers"] * sequence_length * config["hidden_dim"]
 
+    @classmethod
+    def count_output_flops_per_token(cls, config):
+        return 6 * config["hidden_dim"] * config["vocab_size"]
+
     def generation_state_bytes(self, sequence_length, dtype_bytes=4):
         """The key/value cache: 2 (K and V) x layers x T x D values."""
         return 2 * self.num_layers * sequence_length * self.hidden_dim * dtype_bytes

@@ -198,9 +198,11 @@ SCHEMA = {
         "steps_per_execution": _opt(10, _integer(minimum=1)),
         "checkpoint_interval": _opt(500, _steps_or_epoch()),
         # auto: bfloat16 on TPUs and Ampere+ GPUs; on CPUs with AMX/AVX512-BF16 when the probe shows it faster.
+        # bfloat16_output: float32 but the output layer's product (RNNLM and GPT).
         "dtype_policy": _opt("float32", _choice("auto", *DTYPE_POLICIES.names())),
-        # auto: measured (`probe`) or XLA on CPUs/GPUs, off on TPUs; parts: the forward and backward passes only.
-        "jit_compile": _opt("auto", _choice("auto", True, False, "parts")),
+        # auto: measured (`probe`) or XLA on CPUs/GPUs, off on TPUs; parts: the forward and backward passes only;
+        # split: every part but the output layer, which runs through oneDNN (RNNLM and GPT).
+        "jit_compile": _opt("auto", _choice("auto", True, False, "parts", "split")),
         # Time the candidates `auto` leaves open: auto does for runs expected to last over 10 minutes.
         "probe": _opt("auto", _choice("auto", True, False)),
         # A TensorFlow profiler trace of these steps in the run's TensorBoard logs (the Profile tab).

@@ -8,6 +8,11 @@ product runs 4.7x faster WITHOUT XLA (oneDNN reaches AMX; XLA's CPU backend does
 on one of its own batches (throwaway models, before the run's own model and seed exist), caches the winner per
 machine and configuration, and records the choice and the figures with its results.
 
+A model with a large vocabulary has a third choice where the CPU has native bfloat16: the split step
+(`xla_split`) with the output layer's product in bfloat16 (`bfloat16_output`). On the Zen 4 EPYC the word
+LSTM's 33k-word output products took 167 ms of a 256 ms float32 XLA step and run 1.94x faster in bfloat16
+through oneDNN, which XLA's CPU backend cannot reach (docs/performance.md).
+
 Examples:
 
     >>> candidates(jit_setting="auto", dtype_setting="float32", supports_xla=True, native_bf16=False)
@@ -26,8 +31,9 @@ import time
 import tensorflow as tf
 
 # `Trainer(jit_compile=...)` for each mode: XLA on the whole step (the fused multi-step loop with one replica),
-# XLA on the forward and backward passes only (the optimizer update outside), or no XLA.
-JIT_MODES = {"xla": True, "xla_parts": "parts", "none": False}
+# XLA on the forward and backward passes only (the optimizer update outside), no XLA, or XLA on everything but
+# the output layer (models with `splits_at_output`).
+JIT_MODES = {"xla": True, "xla_parts": "parts", "none": False, "xla_split": "split"}
 # A study's explicit `train.jit_compile` (true, false, parts) -> its mode.
 MODE_OF_SETTING = {setting: mode for mode, setting in JIT_MODES.items()}
 # Native bfloat16 arithmetic: AMX tiles or AVX512-BF16 dot products (Linux /proc/cpuinfo flags).
@@ -44,6 +50,10 @@ PROBE_ROUNDS = 3
 PROBE_MIN_RUN_SECONDS = 600.0
 EXPECTED_MFU = 0.3
 CACHE_FILE = "executions.json"
+# The split step is a probe candidate only for models that spend at least this share of their FLOPs in the output
+# layer (the word LSTM: 91%; the baby GPT at 65 characters: 3%): only there can a faster output product pay for
+# the split's cost (9.5% of the word LSTM's step) and for compiling an unrolled loop.
+SPLIT_MIN_OUTPUT_SHARE = 0.5
 
 
 def cache_dir():
@@ -87,21 +97,36 @@ def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=
     return dtype_setting, jit
 
 
-def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16):
-    """The `(dtype_policy, jit mode)` pairs a CPU probe times: every jit mode for float32 when XLA is left to
-    lmzoo, and bfloat16 without XLA when the dtype is left to lmzoo and the CPU has native bfloat16 (oneDNN
-    reaches AMX; XLA's CPU backend does not, so bfloat16 under XLA is not worth a compilation)."""
+def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, splits_at_output=False):
+    """The `(dtype_policy, jit mode)` pairs a CPU probe times.
+
+    Every jit mode but the split one for float32 when XLA is left to lmzoo (split in float32 only adds a boundary:
+    0.91x the whole step on the word LSTM). When the dtype is left to lmzoo and the CPU has native bfloat16:
+    mixed_bfloat16 without XLA (oneDNN reaches AMX and AVX512-BF16; XLA's CPU backend upcasts, so bfloat16 under
+    XLA is not worth a compilation), and for a model with `splits_at_output` the split step with a bfloat16
+    output layer. An explicit dtype is timed under every jit mode left open.
+
+    Examples:
+
+        >>> candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=True,
+        ...            splits_at_output=True)[-2:]
+        [('mixed_bfloat16', 'none'), ('bfloat16_output', 'xla_split')]
+    """
+    split_allowed = supports_xla and splits_at_output and jit_setting in ("auto", "split")
     if not supports_xla:
         jits = ["none"]
     elif jit_setting == "auto":
-        jits = list(JIT_MODES)
+        jits = [mode for mode in JIT_MODES if mode != "xla_split"]
     else:
         jits = [MODE_OF_SETTING[jit_setting]]
     if dtype_setting != "auto":
-        return [(dtype_setting, jit) for jit in jits]
+        extra = ["xla_split"] if split_allowed and dtype_setting == "bfloat16_output" and jit_setting == "auto" else []
+        return [(dtype_setting, jit) for jit in jits + extra]
     pairs = [("float32", jit) for jit in jits]
     if native_bf16:
         pairs.append(("mixed_bfloat16", "none" if "none" in jits else jits[0]))
+        if split_allowed:
+            pairs.append(("bfloat16_output", "xla_split"))
     return pairs
 
 
@@ -199,12 +224,13 @@ def write_cache(key_parts, entry):
 
 
 def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measure, key_parts, can_probe=True,
-           gpu_bf16=False):
+           gpu_bf16=False, splits_at_output=False):
     """Resolve a study's `train.jit_compile` and `train.dtype_policy` for one run.
 
     Args:
         train: the study's `train` section (`jit_compile`, `dtype_policy`, `probe`).
         supports_xla: whether the model can be compiled with XLA (keras' cuDNN kernels cannot).
+        splits_at_output: whether the model can run its output layer apart (the split step).
         device: `device_kind(strategy)`.
         can_probe: whether this run can be probed (lmzoo probes CPU runs with one replica).
         native_bf16: whether the CPU has native bfloat16 (`has_native_bf16`).
@@ -219,7 +245,8 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
     settings = dict(jit_setting=train["jit_compile"], dtype_setting=train["dtype_policy"])
     dtype, jit = rule_of_thumb(**settings, supports_xla=supports_xla, device=device, gpu_bf16=gpu_bf16)
     choice = {"dtype_policy": dtype, "jit_compile": jit, "source": "setting", "probe": {}}
-    pairs = candidates(**settings, supports_xla=supports_xla, native_bf16=native_bf16)
+    pairs = candidates(**settings, supports_xla=supports_xla, native_bf16=native_bf16,
+                       splits_at_output=splits_at_output)
     if "auto" not in settings.values() or device != "cpu" or not can_probe or len(pairs) < 2:
         return {**choice, "source": "setting" if "auto" not in settings.values() else "rule"}
     wanted = train["probe"] is True or (train["probe"] == "auto" and expected_seconds >= PROBE_MIN_RUN_SECONDS)

@@ -82,6 +82,29 @@ def planned_cost(study, shared, entry):
     return steps, float(steps * tokens_per_step * flops_per_token)
 
 
+def output_layer_share(study, shared, entry):
+    """The share of `entry`'s training FLOPs spent in its output layer (`output_share`) on the study's data."""
+    cls = model_class(entry["family"])
+    task = task_class(cls)(study, shared, 0, entry)
+    return output_share(cls, entry_config(entry, shared.tokenizer.vocab_size), task.sequence_length)
+
+
+def output_share(cls, config, sequence_length):
+    """The share of `cls(**config)`'s training FLOPs per token in its output layer at `sequence_length`; 0 for a
+    model that cannot run that layer apart (`splits_at_output`).
+
+    Examples:
+
+        >>> from lmzoo.models import model_class
+        >>> round(output_share(model_class("lstm"), {"vocab_size": 33278, "hidden_dim": 200}, 35), 3)
+        0.912
+    """
+    if not cls.splits_at_output:
+        return 0.0
+    config = cls.full_config(config)
+    return cls.count_output_flops_per_token(config) / cls.count_flops_per_token(config, sequence_length)
+
+
 def format_plan(rows, shard=None):
     """The plan as a text table, with each shard's total FLOPs; `shard` marks the runs this process trains."""
     sharded = shard is not None and shard.count > 1

@@ -53,7 +53,8 @@ def record_hparams(record):
 def with_results(run, record, valid, test=None):
     """`record` with the budget spent (tokens, FLOPs), MFU and the final metrics (`valid_*`, `test_*`)."""
     tokens = record.get("train_steps", 0) * run.task.tokens_per_step()
-    peak, peak_source = strategies.device_peak_flops(run.strategy, run.policy.compute_dtype)
+    peak_dtype = strategies.peak_dtype(run.execution["dtype_policy"])
+    peak, peak_source = strategies.device_peak_flops(run.strategy, peak_dtype)
     speed = record.get("tokens_per_second") or 0.0
     record.update(
         train_tokens=tokens,

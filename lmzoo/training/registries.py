@@ -47,8 +47,11 @@ STRATEGIES.register("mirrored", "lmzoo.training.strategy:mirrored_strategy")
 STRATEGIES.register("multi_worker", "lmzoo.training.strategy:multi_worker_strategy")
 STRATEGIES.register("tpu", "lmzoo.training.strategy:tpu_strategy")
 
-# `train.dtype_policy` -> the compute dtype it gives (variables stay float32 under the mixed policies).
+# `train.dtype_policy` -> the dtype of its products, whose peak MFU is measured against (variables stay float32
+# under every policy). `bfloat16_output` is float32 but for the output layer's product, in bfloat16
+# (`Trainer(output_dtype=...)`): measured against the bfloat16 peak, the lower of the two MFUs it could claim.
 DTYPE_POLICIES = Registry("dtype policy")
 DTYPE_POLICIES.register("float32", "float32")
 DTYPE_POLICIES.register("mixed_bfloat16", "bfloat16")
 DTYPE_POLICIES.register("mixed_float16", "float16")
+DTYPE_POLICIES.register("bfloat16_output", "bfloat16")

@@ -18,7 +18,7 @@ import tensorflow as tf
 from lmzoo.errors import ConfigError, LmzooError
 from lmzoo.models import model_class
 from lmzoo.training import checkpoints, execution, files, locks, progress, records, strategy as strategies
-from lmzoo.training.plan import planned_cost, planned_steps, run_name
+from lmzoo.training.plan import output_layer_share, planned_cost, planned_steps, run_name
 from lmzoo.training.records import FAILED, FINISHED, RUNNING
 from lmzoo.training.schedules import build_optimizer, build_schedule, exclude_from_decay
 from lmzoo.training.tasks import TASKS, task_class
@@ -31,7 +31,7 @@ def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
-def build_trainer(model, study, task, schedule, *, strategy, jit_compile):
+def build_trainer(model, study, task, schedule, *, strategy, jit_compile, output_dtype=None):
     """The study's optimizer on `schedule` (`build_schedule`), and the `Trainer` that applies it to `task`.
 
     Call inside `strategy.scope()`.
@@ -41,7 +41,8 @@ def build_trainer(model, study, task, schedule, *, strategy, jit_compile):
     exclude_from_decay(keras_optimizer, model.trainable_variables)
     return Trainer(model, keras_optimizer, strategy=strategy, clipnorm=optimizer_cfg["clipnorm"],
                    jit_compile=jit_compile, steps_per_execution=train_cfg["steps_per_execution"],
-                   carried_state=task.carried_state(model), eval_state=task.eval_state(model))
+                   carried_state=task.carried_state(model), eval_state=task.eval_state(model),
+                   output_dtype=output_dtype)
 
 
 def choose_execution(study, entry, task, shared, strategy):
@@ -62,7 +63,7 @@ def choose_execution(study, entry, task, shared, strategy):
             with strategy.scope():
                 model = task.build_model(entry, strategies.dtype_policy(dtype))
                 return build_trainer(model, study, task, study["optimizer"]["learning_rate"], strategy=strategy,
-                                     jit_compile=execution.JIT_MODES[jit])
+                                     jit_compile=execution.JIT_MODES[jit], output_dtype=strategies.output_dtype(dtype))
 
         rates = execution.time_candidates([make_trainer(*pair) for pair in pairs], batch, task.tokens_per_step())
         return dict(zip(pairs, rates))
@@ -79,7 +80,8 @@ def choose_execution(study, entry, task, shared, strategy):
         train=study["train"], supports_xla=True, device=device, can_probe=strategy.num_replicas_in_sync == 1,
         native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
         expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
-        measure=measure, key_parts=key_parts)
+        measure=measure, key_parts=key_parts,
+        splits_at_output=output_layer_share(study, shared, entry) >= execution.SPLIT_MIN_OUTPUT_SHARE)
 
 
 class Run:
@@ -135,7 +137,8 @@ class Run:
             self.schedule = build_schedule(study["optimizer"]["learning_rate"], study["schedule"],
                                            total_steps=self.total_steps, steps_per_epoch=steps_per_epoch)
             self.trainer = build_trainer(self.model, study, self.task, self.schedule, strategy=strategy,
-                                         jit_compile=self.xla)
+                                         jit_compile=self.xla,
+                                         output_dtype=strategies.output_dtype(self.execution["dtype_policy"]))
             # Saved in the checkpoint, so the seconds a resumed run reports are those of its checkpoint's step.
             self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
             self.checkpoint = _checkpoint_for(self, strategy)
@@ -157,7 +160,7 @@ class Run:
 
 
 def execution_jit(choice):
-    """`Trainer(jit_compile=...)` for an execution choice (True, `"parts"` or False)."""
+    """`Trainer(jit_compile=...)` for an execution choice (True, `"parts"`, `"split"` or False)."""
     return execution.JIT_MODES[choice["jit_compile"]]
 
 

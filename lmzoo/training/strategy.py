@@ -162,6 +162,11 @@ def worker_count(strategy):
     return sum(len(spec.get(job, [])) for job in ("chief", "worker")) or 1
 
 
+# `train.dtype_policy` values that are not keras policies: a float32 model whose output layer's product the
+# trainer computes in another dtype (`Trainer(output_dtype=...)`).
+OUTPUT_LAYER_POLICIES = {"bfloat16_output": "bfloat16"}
+
+
 def dtype_policy(name):
     """The `keras.DTypePolicy` for a study's `train.dtype_policy`, to pass to the model's constructor.
 
@@ -169,10 +174,29 @@ def dtype_policy(name):
 
         >>> dtype_policy("mixed_bfloat16").compute_dtype
         'bfloat16'
+        >>> dtype_policy("bfloat16_output").compute_dtype  # the output layer's dtype is the trainer's
+        'float32'
     """
     if name not in DTYPE_POLICIES:
         raise ConfigError(f"train.dtype_policy = {name!r}: {DTYPE_POLICIES.unknown_message(name)}")
-    return keras.DTypePolicy(name)
+    return keras.DTypePolicy("float32" if name in OUTPUT_LAYER_POLICIES else name)
+
+
+def output_dtype(name):
+    """`Trainer(output_dtype=...)` for a study's `train.dtype_policy`: None (the model's own) but for
+    `OUTPUT_LAYER_POLICIES`.
+
+    Examples:
+
+        >>> output_dtype("bfloat16_output"), output_dtype("mixed_bfloat16")
+        ('bfloat16', None)
+    """
+    return OUTPUT_LAYER_POLICIES.get(name)
+
+
+def peak_dtype(name):
+    """The dtype whose peak a run under the `train.dtype_policy` `name` is measured against (for MFU)."""
+    return DTYPE_POLICIES.get(name)
 
 
 def device_peak_flops(strategy, compute_dtype="float32"):

@@ -10,6 +10,11 @@ PerReplica value), so lmzoo never uses it. Instead, each step runs under `strate
   applied with the Keras optimizer;
 * several steps run inside one `tf.function` call (`steps_per_execution`), the main speed lever for small
   models: the Python overhead is paid once per call, not once per step.
+
+`jit_compile="split"` splits the step at the output layer, for models with a large vocabulary on a CPU: the
+features (`model.output_features`, the recurrent loops unrolled) and their gradient under XLA, the output
+product and the softmax cross-entropy outside it, where oneDNN runs them (in bfloat16 with
+`output_dtype="bfloat16"`, which XLA's CPU backend would upcast), and the clipped update under XLA again.
 """
 
 import keras
@@ -17,9 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 from lmzoo.errors import LmzooError
+from lmzoo.layers.recurrent import unrolled
 from lmzoo.metrics import token_losses
+from lmzoo.models.base import output_logits
 
 SUM = tf.distribute.ReduceOp.SUM
+# `Trainer(jit_compile=...)`: XLA on the whole step, on the forward and backward passes ("parts"), on every part
+# but the output layer ("split"), or nowhere.
+JIT_COMPILE = (True, False, "parts", "split")
+OUTPUT_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def weighted_cross_entropy(y, logits, weight):
@@ -61,6 +72,18 @@ def split_batch(batch):
     return x, y, tf.ones(tf.shape(y), tf.float32) if w is None else w
 
 
+def _check_split(model, jit_compile, output_dtype):
+    if jit_compile not in JIT_COMPILE:
+        raise LmzooError(f"jit_compile must be one of {', '.join(map(repr, JIT_COMPILE))}, got {jit_compile!r}.")
+    if output_dtype is not None and output_dtype not in OUTPUT_DTYPES:
+        raise LmzooError(f"output_dtype must be None or one of {', '.join(OUTPUT_DTYPES)}, got {output_dtype!r}.")
+    if (jit_compile == "split" or output_dtype is not None) and not getattr(model, "splits_at_output", False):
+        setting = "jit_compile='split'" if jit_compile == "split" else f"output_dtype={output_dtype!r}"
+        raise LmzooError(f"{setting} computes the output layer apart from the rest of the model, which "
+                         f"{type(model).__name__} does not support (lmzoo's RNNLM and GPT do): use "
+                         f"jit_compile True, False or 'parts' and output_dtype None.")
+
+
 class Trainer:
     """Trains and evaluates a Keras model under any `tf.distribute` strategy, without `model.fit`.
 
@@ -73,7 +96,11 @@ class Trainer:
         clipnorm: clip the global gradient norm to this value; None (keras' default) does not clip. Studies
             clip by `optimizer.clipnorm`.
         jit_compile: True compiles each step with XLA (the whole step with one replica; the forward and backward
-            passes with several), `"parts"` only the forward and backward passes, False nothing.
+            passes with several), `"parts"` only the forward and backward passes, `"split"` the features and
+            the update but not the output layer (models with `splits_at_output`), False nothing.
+        output_dtype: the dtype of the output layer's product in training (`"bfloat16"`: the rest of the model
+            keeps its own dtype); None computes it in the model's compute dtype, as `model(x)` does. Evaluation
+            always runs `model(x)`.
         steps_per_execution: the number of steps run by one call of the compiled loop.
         carried_state: a `lmzoo.training.state.CarriedState` for truncated BPTT: each step starts from the
             states the previous step ended with (the model is called with `initial_state=` and
@@ -93,7 +120,7 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, *, strategy=None, clipnorm=None, jit_compile=False, steps_per_execution=1,
-                 carried_state=None, eval_state=None):
+                 carried_state=None, eval_state=None, output_dtype=None):
         self.model = model
         self.carried_state = carried_state
         self.eval_state = eval_state
@@ -103,6 +130,9 @@ class Trainer:
         self.jit_compile = jit_compile
         self.steps_per_execution = steps_per_execution
         self.replicas = self.strategy.num_replicas_in_sync
+        _check_split(model, jit_compile, output_dtype)
+        self.split = jit_compile == "split"
+        self.output_dtype = output_dtype
         # Optimizer slots must exist before the first compiled step: variables cannot be created inside a
         # distributed loop.
         if not optimizer.built:
@@ -111,12 +141,14 @@ class Trainer:
         # XLA cannot compile the optimizer's cross-replica merge, so with several replicas only the forward
         # and backward passes are compiled; with one replica the whole step (and the Adam update) is, unless
         # `jit_compile="parts"` asks for the forward and backward passes only.
-        if jit_compile not in (True, False, "parts"):
-            raise LmzooError(f"jit_compile must be True, False or 'parts', got {jit_compile!r}.")
         compile_whole_step = jit_compile is True and self.replicas == 1
         self._gradients = tf.function(self._loss_and_gradients,
-                                      jit_compile=bool(jit_compile) and not compile_whole_step)
+                                      jit_compile=jit_compile in (True, "parts") and not compile_whole_step)
         self._replica_step = tf.function(self._train_replica_step, jit_compile=compile_whole_step)
+        # The split step's two XLA functions. The update cannot be compiled with several replicas (see above).
+        self._features = tf.function(self._features_fn, jit_compile=True)
+        compile_update = self.split and self.replicas == 1
+        self._update = tf.function(self._clip_and_apply, jit_compile=True) if compile_update else self._clip_and_apply
         self._train_loop = tf.function(self._train_loop_fn)
         # With one replica and XLA, `steps_per_execution` steps run as ONE compiled XLA loop over a stack of
         # batches: no per-step graph dispatch and the optimizer update fused with the step. On the 2-core CPU this
@@ -217,9 +249,25 @@ class Trainer:
             return self.model(x, training=training), []
         return self.model(x, training=training, initial_state=states, return_state=True)
 
+    def _training_forward(self, x, states):
+        """`_forward(training=True)`, or its two halves when the output layer runs apart (split or own dtype)."""
+        if not self.split and self.output_dtype is None:
+            return self._forward(x, states, training=True)
+        if self.split:
+            features, new_states = self._features(x, states)  # (B, T, E), under XLA
+        else:
+            features, new_states = self.model.output_features(x, training=True, initial_state=states or None)
+        table, transposed, bias = self.model.output_layer()
+        dtype = self.output_dtype or self.model.compute_dtype
+        return output_logits(features, table, transposed, bias, dtype), new_states
+
+    def _features_fn(self, x, states):
+        with unrolled(self.model):
+            return self.model.output_features(x, training=True, initial_state=states or None)
+
     def _loss_and_gradients(self, x, y, w, global_weight, states):
         with tf.GradientTape() as tape:
-            logits, new_states = self._forward(x, states, training=True)
+            logits, new_states = self._training_forward(x, states)
             nats, weight, correct = weighted_cross_entropy(y, logits, w)
             loss = self.optimizer.scale_loss(nats / global_weight)
         variables = self.model.trainable_variables
@@ -238,12 +286,16 @@ class Trainer:
             self.carried_state.write(new_states)  # Truncated BPTT: no gradient flows into the next batch.
         if self.replicas > 1:
             grads = context.all_reduce(SUM, grads)  # The global gradient, the same on every replica.
+        return nats, weight, correct, self._update(grads)
+
+    def _clip_and_apply(self, grads):
+        """Clip the global gradient and apply it; returns its norm before clipping."""
         grads, norm = self._clip(grads)
         if self.replicas > 1:
             # Keras' optimizer all-reduces (sums) what it is given once more: hand it each replica's share.
             grads = [g / self.replicas for g in grads]
         self.optimizer.apply(grads, self.model.trainable_variables)
-        return nats, weight, correct, norm
+        return norm
 
     def _clip(self, grads):
         # Under loss scaling the gradient is multiplied by the scale: clip and report in unscaled units.

@@ -32,6 +32,7 @@ def validate_study(study):
         path = f"models.{index}"
         config = _checked_config(entry, path)
         task_class(model_class(entry["family"])).check(study, entry, config, path)
+        _check_output_layer_apart(study["train"], entry, path)
     tokenizer = study["tokenizer"]
     try:
         check_tokenizer_options(tokenizer["name"], tokenizer["options"])
@@ -48,6 +49,18 @@ def validate_data(study, shared, entries):
     """
     for entry in entries:
         task_class(model_class(entry["family"]))(study, shared, 0, entry).check_data()
+
+
+def _check_output_layer_apart(train, entry, path):
+    """The split step and a bfloat16 output layer need a model that computes its output layer apart."""
+    asked = [f"train.{key} = {train[key]!r}" for key, value in (("jit_compile", "split"),
+                                                                 ("dtype_policy", "bfloat16_output"))
+             if train[key] == value]
+    if asked and not model_class(entry["family"]).splits_at_output:
+        raise ConfigError(f"{path} ({entry['name']}): {' and '.join(asked)} computes the output layer apart from "
+                          f"the rest of the model, which family {entry['family']!r} does not (the recurrent and "
+                          f"GPT families do): leave it to `auto`, which offers each model only what it supports, or "
+                          f"train this family in a study of its own.")
 
 
 def _checked_config(entry, path):

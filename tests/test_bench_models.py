@@ -33,6 +33,18 @@ def test_bench_generate_reports_gpt_with_and_without_cache():
     json.dumps(result)
 
 
+def test_a_policy_passes_within_the_tolerance_or_the_rounding_floor_whichever_is_larger():
+    from lmzoo.benchmarks.precision import _compared
+
+    rows = _compared([{"valid_loss": 5.887}, {"valid_loss": 5.943}, {"valid_loss": 5.933}, {"valid_loss": 5.950}])
+    assert [row["role"] for row in rows] == ["reference", "control", "policy", "policy"]
+    assert rows[2]["floor"] == pytest.approx(0.056)
+    assert not rows[2]["within_tolerance"] and rows[2]["passes"]  # +0.046: beyond 0.02, within the floor
+    assert not rows[3]["passes"]  # +0.063: beyond both
+    quiet = _compared([{"valid_loss": 1.7834}, {"valid_loss": 1.7836}, {"valid_loss": 1.81}])
+    assert quiet[2]["floor"] < 0.02 and not quiet[2]["passes"]  # a small floor leaves the tolerance in force
+
+
 def test_the_precision_check_covers_every_policy_lmzoo_can_choose():
     reference = ("float32", "xla")
     assert policies_to_check(native_bf16=False, device="cpu") == [reference]
@@ -57,10 +69,15 @@ def test_bench_precision_trains_each_policy_and_compares_it_with_float32():
     for name, rows in by_case.items():
         # quick runs every policy the full case could be offered: the word LSTM's split output layer too
         expected = policies_to_check(native_bf16=native, device="cpu", splits_at_output=True)
+        expected.insert(1, ("float32", "none"))  # the control: the reference's arithmetic in another order
         assert [(row["dtype_policy"], row["jit_compile"]) for row in rows] == expected
-        assert rows[0]["difference"] == 0.0 and rows[0]["within_tolerance"]
+        assert [row["role"] for row in rows[:2]] == ["reference", "control"]
+        assert rows[0]["difference"] == 0.0 and rows[0]["passes"]
+        floor = abs(rows[1]["valid_loss"] - rows[0]["valid_loss"])
         for row in rows:
             assert 0 < row["valid_loss"] < math.log(row["vocab_size"]) + 0.5  # near uniform after a few steps
             assert row["difference"] == pytest.approx(row["valid_loss"] - rows[0]["valid_loss"])
+            assert row["floor"] == pytest.approx(floor)
             assert row["within_tolerance"] == (abs(row["difference"]) <= result["tolerance"])
+            assert row["passes"] == (abs(row["difference"]) <= max(result["tolerance"], floor))
     json.dumps(result)

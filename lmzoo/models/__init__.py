@@ -24,6 +24,7 @@ _LAZY = {
     "BERT": "lmzoo.models.bert",
     "GPT": "lmzoo.models.gpt",
     "LanguageModel": "lmzoo.models.base",
+    "output_logits": "lmzoo.models.base",
     "RNNLM": "lmzoo.models.rnn",
     "RNNSeq2Seq": "lmzoo.models.rnn_seq2seq",
     "Seq2SeqModel": "lmzoo.models.seq2seq",
@@ -52,6 +53,7 @@ __all__ = [
     "model_class",
     "model_config",
     "non_embedding_params",
+    "output_logits",
     "size_model",
 ]
 

@@ -12,11 +12,12 @@ nats of float32. The cases:
   of an epoch), the case where the output layer is most of the work and lmzoo may compute it in bfloat16.
 
 One seed measures the policy and the trajectory's chaos together (any rounding change sends training down
-another path), so each case also trains a control: float32 without XLA, the same arithmetic as the reference in
-another rounding order. Its difference from the reference is the rounding floor, how far rounding alone moves
+another path), so each case also trains a control: float32 without XLA, the reference's model, seed and batches
+in another rounding order (and, with dropout, other masks: XLA draws other random bits than TensorFlow's
+kernels for the same seed). Its difference from the reference is the floor, how far such changes alone move
 that case's loss; a policy passes within `TOLERANCE` or within the floor, whichever is larger, and `seeds` can
 average several seeds to lower the floor. (The word LSTM at 1,000 steps of SGD at rate 20 moved by 0.056 nats
-from rounding order alone on the Zen 4 EPYC: one seed cannot resolve 0.02 there.)
+so on the Zen 4 EPYC: one seed cannot resolve 0.02 there.)
 
 Examples:
 
@@ -42,7 +43,7 @@ QUICK_STEPS = 20
 QUICK_CHARACTERS = 20_000
 TOLERANCE = 0.02  # nats per token: the bar for "equal quality"
 REFERENCE = ("float32", "xla")
-CONTROL = ("float32", "none")  # the reference's arithmetic in another order: the rounding floor
+CONTROL = ("float32", "none")  # the reference in another rounding order (and dropout draw): the floor
 
 
 def policies_to_check(*, native_bf16, device, gpu_bf16=False, splits_at_output=False):

@@ -53,9 +53,9 @@ def test_the_precision_check_covers_every_policy_lmzoo_can_choose():
     assert policies_to_check(native_bf16=False, device="gpu", gpu_bf16=False) == [reference]
     assert policies_to_check(native_bf16=False, device="tpu") == [reference, ("mixed_bfloat16", "none")]
     # a model whose output layer dominates (the word LSTM) is also checked with a bfloat16 output layer
-    assert policies_to_check(native_bf16=True, device="cpu", splits_at_output=True) == [
+    assert policies_to_check(native_bf16=True, device="cpu", offer_split=True) == [
         reference, ("mixed_bfloat16", "none"), ("bfloat16_output", "xla_split")]
-    assert policies_to_check(native_bf16=False, device="cpu", splits_at_output=True) == [reference]
+    assert policies_to_check(native_bf16=False, device="cpu", offer_split=True) == [reference]
 
 
 @pytest.mark.slow
@@ -68,7 +68,7 @@ def test_bench_precision_trains_each_policy_and_compares_it_with_float32():
     assert list(by_case) == ["gpt_char", "lstm_word"]
     for name, rows in by_case.items():
         # quick runs every policy the full case could be offered: the word LSTM's split output layer too
-        expected = policies_to_check(native_bf16=native, device="cpu", splits_at_output=True)
+        expected = policies_to_check(native_bf16=native, device="cpu", offer_split=True)
         expected.insert(1, ("float32", "none"))  # the control: the reference's arithmetic in another order
         assert [(row["dtype_policy"], row["jit_compile"]) for row in rows] == expected
         assert [row["role"] for row in rows[:2]] == ["reference", "control"]

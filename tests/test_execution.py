@@ -153,14 +153,14 @@ def test_the_split_step_is_probed_only_where_bfloat16_is_native_and_the_output_l
         return execution.candidates(jit_setting=jit, dtype_setting=dtype, supports_xla=True, **kwargs)
 
     split = ("bfloat16_output", "xla_split")
-    assert pairs(native_bf16=True, splits_at_output=True)[-1] == split
-    assert split not in pairs(native_bf16=False, splits_at_output=True)
-    assert split not in pairs(native_bf16=True, splits_at_output=False)
-    assert all(jit != "xla_split" for _, jit in pairs(native_bf16=True, splits_at_output=False))
+    assert pairs(native_bf16=True, offer_split=True)[-1] == split
+    assert split not in pairs(native_bf16=False, offer_split=True)
+    assert split not in pairs(native_bf16=True, offer_split=False)
+    assert all(jit != "xla_split" for _, jit in pairs(native_bf16=True, offer_split=False))
     # Explicit settings: every dtype under an explicit split; an explicit bfloat16 output under every jit mode.
-    assert pairs(jit="split", native_bf16=True, splits_at_output=True) == [
+    assert pairs(jit="split", native_bf16=True, offer_split=True) == [
         ("float32", "xla_split"), ("mixed_bfloat16", "xla_split"), split]
-    assert [jit for _, jit in pairs(dtype="bfloat16_output", native_bf16=False, splits_at_output=True)] == [
+    assert [jit for _, jit in pairs(dtype="bfloat16_output", native_bf16=False, offer_split=True)] == [
         "xla", "xla_parts", "none", "xla_split"]
     # Where the output layer dominates: the word LSTM (33k words) does, the baby GPT (65 characters) does not.
     word_lstm = output_share(model_class("lstm"), {"vocab_size": 33_278, "hidden_dim": 200}, 35)
@@ -178,7 +178,7 @@ def test_a_bfloat16_output_layer_is_chosen_only_with_a_clear_margin():
     def chosen(figures):
         return execution.choose(train=TRAIN, supports_xla=True, device="cpu", native_bf16=True, expected_seconds=1e6,
                                 measure=lambda pairs: {p: figures.get(p, 50.0) for p in pairs},
-                                key_parts={"figures": str(figures)}, splits_at_output=True)
+                                key_parts={"figures": str(figures)}, offer_split=True)
 
     choice = chosen(figures)
     assert (choice["dtype_policy"], choice["jit_compile"]) == ("bfloat16_output", "xla_split")

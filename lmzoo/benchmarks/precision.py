@@ -23,7 +23,7 @@ Examples:
 
     >>> policies_to_check(native_bf16=True, device="cpu")
     [('float32', 'xla'), ('mixed_bfloat16', 'none')]
-    >>> policies_to_check(native_bf16=True, device="cpu", splits_at_output=True)[-1]
+    >>> policies_to_check(native_bf16=True, device="cpu", offer_split=True)[-1]
     ('bfloat16_output', 'xla_split')
     >>> policies_to_check(native_bf16=False, device="cpu")
     [('float32', 'xla')]
@@ -46,12 +46,12 @@ REFERENCE = ("float32", "xla")
 CONTROL = ("float32", "none")  # the reference in another rounding order (and dropout draw): the floor
 
 
-def policies_to_check(*, native_bf16, device, gpu_bf16=False, splits_at_output=False):
+def policies_to_check(*, native_bf16, device, gpu_bf16=False, offer_split=False):
     """`(dtype_policy, jit mode)` pairs: float32 with XLA (the reference), then every other dtype lmzoo's probe
     or rule of thumb can choose on this device, executed as lmzoo would execute it."""
     settings = dict(jit_setting="auto", dtype_setting="auto", supports_xla=True)
     pairs = [REFERENCE]
-    probed = (execution.candidates(**settings, native_bf16=native_bf16, splits_at_output=splits_at_output)
+    probed = (execution.candidates(**settings, native_bf16=native_bf16, offer_split=offer_split)
               if device == "cpu" else [])
     ruled = execution.rule_of_thumb(**settings, device=device, gpu_bf16=gpu_bf16)
     for pair in [*probed, ruled]:
@@ -70,7 +70,7 @@ def _base_study(case, data_dir):
     return study
 
 
-def _splits_at_output(study):
+def _offers_split(study):
     """Whether lmzoo's probe would offer the case's model the split step (at the real corpus's vocabulary)."""
     from lmzoo.training.plan import output_layer_share
     from lmzoo.training.tasks import StudyData
@@ -119,9 +119,9 @@ def bench_precision(*, cases=None, seeds=(0,), steps=None, data_dir=None, quick=
         case = CASES[name]
         base = _base_study(case, data_dir)
         splits = (model_class(base["models"][0]["family"]).splits_at_output if quick
-                  else _splits_at_output(base))
+                  else _offers_split(base))
         pairs = policies_to_check(native_bf16=execution.has_native_bf16(features["flags"]), device=device,
-                                  gpu_bf16=execution.gpu_supports_bf16(), splits_at_output=splits)
+                                  gpu_bf16=execution.gpu_supports_bf16(), offer_split=splits)
         case_steps = steps or (QUICK_STEPS if quick else case["steps"])
         settings[name] = {"study": case["study"], "model": case["model"], "steps": case_steps, "unit": case["unit"]}
         pairs = [pairs[0], CONTROL, *pairs[1:]]

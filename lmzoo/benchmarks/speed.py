@@ -155,7 +155,7 @@ def lmzoo_candidates(case):
     share = output_share(model_class(case["family"]), dict(case["model"], vocab_size=case["vocab_size"]),
                          case["sequence_length"])
     return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16,
-                                splits_at_output=share >= execution.SPLIT_MIN_OUTPUT_SHARE)
+                                offer_split=share >= execution.SPLIT_MIN_OUTPUT_SHARE)
 
 
 def measure_case(name, *, steps=None, quick=False):

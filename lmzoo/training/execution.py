@@ -34,7 +34,7 @@ import tensorflow as tf
 # XLA on the forward and backward passes only (the optimizer update outside), no XLA, or XLA on everything but
 # the output layer (models with `splits_at_output`).
 JIT_MODES = {"xla": True, "xla_parts": "parts", "none": False, "xla_split": "split"}
-# A study's explicit `train.jit_compile` (true, false, parts) -> its mode.
+# A study's explicit `train.jit_compile` (true, false, parts, split) -> its mode.
 MODE_OF_SETTING = {setting: mode for mode, setting in JIT_MODES.items()}
 # Native bfloat16 arithmetic: AMX tiles or AVX512-BF16 dot products (Linux /proc/cpuinfo flags).
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -51,7 +51,7 @@ PROBE_MIN_RUN_SECONDS = 600.0
 EXPECTED_MFU = 0.3
 CACHE_FILE = "executions.json"
 # The split step is a probe candidate only for models that spend at least this share of their FLOPs in the output
-# layer (the word LSTM: 91%; the baby GPT at 65 characters: 3%): only there can a faster output product pay for
+# layer (the word LSTM: 91%; the baby GPT at 65 characters: 1%): only there can a faster output product pay for
 # the split's cost (9.5% of the word LSTM's step) and for compiling an unrolled loop.
 SPLIT_MIN_OUTPUT_SHARE = 0.5
 
@@ -97,22 +97,22 @@ def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=
     return dtype_setting, jit
 
 
-def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, splits_at_output=False):
+def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, offer_split=False):
     """The `(dtype_policy, jit mode)` pairs a CPU probe times.
 
     Every jit mode but the split one for float32 when XLA is left to lmzoo (split in float32 only adds a boundary:
     0.91x the whole step on the word LSTM). When the dtype is left to lmzoo and the CPU has native bfloat16:
     mixed_bfloat16 without XLA (oneDNN reaches AMX and AVX512-BF16; XLA's CPU backend upcasts, so bfloat16 under
-    XLA is not worth a compilation), and for a model with `splits_at_output` the split step with a bfloat16
-    output layer. An explicit dtype is timed under every jit mode left open.
+    XLA is not worth a compilation), and with `offer_split` (a model whose output layer runs apart and is most of
+    its FLOPs, `SPLIT_MIN_OUTPUT_SHARE`) the split step with a bfloat16 output layer. An explicit dtype is timed under every jit mode left open.
 
     Examples:
 
         >>> candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=True,
-        ...            splits_at_output=True)[-2:]
+        ...            offer_split=True)[-2:]
         [('mixed_bfloat16', 'none'), ('bfloat16_output', 'xla_split')]
     """
-    split_allowed = supports_xla and splits_at_output and jit_setting in ("auto", "split")
+    split_allowed = supports_xla and offer_split and jit_setting in ("auto", "split")
     if not supports_xla:
         jits = ["none"]
     elif jit_setting == "auto":
@@ -224,13 +224,14 @@ def write_cache(key_parts, entry):
 
 
 def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measure, key_parts, can_probe=True,
-           gpu_bf16=False, splits_at_output=False):
+           gpu_bf16=False, offer_split=False):
     """Resolve a study's `train.jit_compile` and `train.dtype_policy` for one run.
 
     Args:
         train: the study's `train` section (`jit_compile`, `dtype_policy`, `probe`).
         supports_xla: whether the model can be compiled with XLA (keras' cuDNN kernels cannot).
-        splits_at_output: whether the model can run its output layer apart (the split step).
+        offer_split: whether the split step is a candidate: the model runs its output layer apart
+            (`splits_at_output`) and spends at least `SPLIT_MIN_OUTPUT_SHARE` of its FLOPs there.
         device: `device_kind(strategy)`.
         can_probe: whether this run can be probed (lmzoo probes CPU runs with one replica).
         native_bf16: whether the CPU has native bfloat16 (`has_native_bf16`).
@@ -246,7 +247,7 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
     dtype, jit = rule_of_thumb(**settings, supports_xla=supports_xla, device=device, gpu_bf16=gpu_bf16)
     choice = {"dtype_policy": dtype, "jit_compile": jit, "source": "setting", "probe": {}}
     pairs = candidates(**settings, supports_xla=supports_xla, native_bf16=native_bf16,
-                       splits_at_output=splits_at_output)
+                       offer_split=offer_split)
     if "auto" not in settings.values() or device != "cpu" or not can_probe or len(pairs) < 2:
         return {**choice, "source": "setting" if "auto" not in settings.values() else "rule"}
     wanted = train["probe"] is True or (train["probe"] == "auto" and expected_seconds >= PROBE_MIN_RUN_SECONDS)

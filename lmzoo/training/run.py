@@ -81,7 +81,7 @@ def choose_execution(study, entry, task, shared, strategy):
         native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
         expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
         measure=measure, key_parts=key_parts,
-        splits_at_output=output_layer_share(study, shared, entry) >= execution.SPLIT_MIN_OUTPUT_SHARE)
+        offer_split=output_layer_share(study, shared, entry) >= execution.SPLIT_MIN_OUTPUT_SHARE)
 
 
 class Run:

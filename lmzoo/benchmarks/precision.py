@@ -72,10 +72,10 @@ def _base_study(case, data_dir):
 
 def _offers_split(study):
     """Whether lmzoo's probe would offer the case's model the split step (at the real corpus's vocabulary)."""
-    from lmzoo.training.plan import output_layer_share
+    from lmzoo.training.run import offers_split
     from lmzoo.training.tasks import StudyData
 
-    return output_layer_share(study, StudyData(study), study["models"][0]) >= execution.SPLIT_MIN_OUTPUT_SHARE
+    return offers_split(study, StudyData(study), study["models"][0])
 
 
 def _study(base, dtype, jit, *, steps, seeds, quick):

@@ -80,8 +80,13 @@ def choose_execution(study, entry, task, shared, strategy):
         train=study["train"], supports_xla=True, device=device, can_probe=strategy.num_replicas_in_sync == 1,
         native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
         expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
-        measure=measure, key_parts=key_parts,
-        offer_split=output_layer_share(study, shared, entry) >= execution.SPLIT_MIN_OUTPUT_SHARE)
+        measure=measure, key_parts=key_parts, offer_split=offers_split(study, shared, entry))
+
+
+def offers_split(study, shared, entry):
+    """Whether the probe offers `entry` the split step: its output layer runs apart and takes at least
+    `execution.SPLIT_MIN_OUTPUT_SHARE` of its training FLOPs on the study's data."""
+    return output_layer_share(study, shared, entry) >= execution.SPLIT_MIN_OUTPUT_SHARE
 
 
 class Run:

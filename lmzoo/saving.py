@@ -27,6 +27,7 @@ KERAS_CLASSES = {
     "CrossAttention": "lmzoo.layers.attention",
     "TransformerBlock": "lmzoo.layers.transformer",
     "TokenAndPositionEmbedding": "lmzoo.layers.embedding",
+    "Dropout": "lmzoo.layers.dropout",
     "CrossEntropy": "lmzoo.metrics",
     "Perplexity": "lmzoo.metrics",
     "BitsPerCharacter": "lmzoo.metrics",

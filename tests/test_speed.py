@@ -54,3 +54,22 @@ def test_speed_benchmark_reports_ratios_mfu_and_memory():
     assert rows["lstm_word"]["fused_kernel"] is True
     assert 0.1 < result["peak_memory_gib"] < 24
     assert "gpt_baby" in format_table(result)
+
+
+def test_the_dropout_benchmark_times_keras_dropout_against_lmzoos_in_the_same_step(monkeypatch):
+    from lmzoo.benchmarks.speed import measure_dropout
+    from lmzoo.layers import Dropout
+
+    lmzoo_call, keras_call, traced = Dropout.call, keras.layers.Dropout.call, []
+
+    def counted_keras_call(self, inputs, training=False):
+        traced.append(training)
+        return keras_call(self, inputs, training=training)
+
+    monkeypatch.setattr(keras.layers.Dropout, "call", counted_keras_call)
+    row = measure_dropout("lstm_word", quick=True, steps=2, jit="none")
+    assert True in traced  # the "before" step really dropped with keras' layer
+    assert Dropout.call is lmzoo_call  # and lmzoo's is back
+    assert row["keras_tokens_per_second"] > 0 and row["lmzoo_tokens_per_second"] > 0
+    assert row["ratio"] == pytest.approx(row["lmzoo_tokens_per_second"] / row["keras_tokens_per_second"])
+    assert (row["execution"], row["rate"]) == ("float32/none", 0.2)

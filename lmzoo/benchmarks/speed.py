@@ -211,6 +211,38 @@ def measure_case(name, *, steps=None, quick=False):
     }
 
 
+def measure_dropout(name, *, rate=0.2, dtype_policy="float32", jit="xla", batch_size=None, steps=None,
+                    quick=False):
+    """Tokens/s of one case of `SPEED_CASES` with dropout `rate`, trained with lmzoo's `Dropout` and with keras'
+    own traced into the same step instead (the layer lmzoo used before), alternating over `ROUNDS` rounds in
+    this process. Returns `{"case", "execution", "keras_tokens_per_second", "lmzoo_tokens_per_second", "ratio"}`.
+
+    `batch_size` overrides the case's (GPT 6x384 at its batch of 64 takes minutes per round without XLA).
+    """
+    import keras
+
+    from lmzoo.layers import dropout
+
+    case = toy_case(SPEED_CASES[name]) if quick else SPEED_CASES[name]
+    case = dict(case, model=dict(case["model"], dropout=rate), batch_size=batch_size or case["batch_size"])
+    steps = steps or case["steps"]
+    chunk = min(steps, STEPS_PER_EXECUTION)
+    timers, lmzoo_call = [], dropout.Dropout.call
+    try:
+        for call in (keras.layers.Dropout.call, lmzoo_call):
+            dropout.Dropout.call = call  # read when the step is traced, by its first call
+            _, train_steps = _lmzoo_timer(case, steps_per_execution=chunk, dtype_policy=dtype_policy, jit=jit)
+            train_steps(chunk)
+            timers.append(train_steps)
+    finally:
+        dropout.Dropout.call = lmzoo_call
+    keras_seconds, lmzoo_seconds = _alternating_best_seconds(timers, steps)
+    tokens = case["batch_size"] * case["sequence_length"] * steps
+    return {"case": name, "execution": f"{dtype_policy}/{jit}", "rate": rate, "batch_size": case["batch_size"],
+            "keras_tokens_per_second": tokens / keras_seconds, "lmzoo_tokens_per_second": tokens / lmzoo_seconds,
+            "ratio": keras_seconds / lmzoo_seconds}
+
+
 def peak_training_memory_bytes(case_name="gpt_baby", steps=40):
     """Peak resident memory of a fresh process that trains `case_name` for `steps` steps.
 

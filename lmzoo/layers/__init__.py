@@ -1,4 +1,5 @@
-"""Layers shared by every lmzoo model: one embedding, one attention, one Transformer block, one recurrent stack.
+"""Layers shared by every lmzoo model: one embedding, one attention, one Transformer block, one recurrent stack,
+and one dropout.
 
 The exports are imported lazily, so `lmzoo.layers.cells` (plain data) can be read without loading TensorFlow.
 """
@@ -13,6 +14,7 @@ _EXPORTS = {
     "TokenAndPositionEmbedding": "lmzoo.layers.embedding",
     "TransformerBlock": "lmzoo.layers.transformer",
     "CrossAttention": "lmzoo.layers.attention",
+    "Dropout": "lmzoo.layers.dropout",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,6 +5,7 @@ import contextlib
 import keras
 
 from lmzoo.layers.cells import CELLS, FUSED_CELLS, check_cell
+from lmzoo.layers.dropout import maybe_dropout
 
 
 def uniform_initializer(init_scale, seed=None):
@@ -102,7 +103,7 @@ class RecurrentStack(keras.layers.Layer):
         self.rnn_layers = [
             recurrent_layer(cell, hidden_dim, self.dtype_policy, f"{cell}_{i}", init_scale) for i in range(num_layers)
         ]
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
+        self.dropout_layer = maybe_dropout(dropout, self.dtype_policy)
 
     @property
     def states_per_layer(self):

@@ -5,11 +5,7 @@ import keras
 from keras import ops
 
 from lmzoo.layers.attention import CrossAttention, MultiHeadAttention
-
-
-def maybe_dropout(rate, dtype, name):
-    """A Dropout layer, or None when `rate` is 0 so the graph has no no-op layers."""
-    return keras.layers.Dropout(rate, dtype=dtype, name=name) if rate else None
+from lmzoo.layers.dropout import maybe_dropout
 
 
 @keras.saving.register_keras_serializable(package="lmzoo")

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from lmzoo.errors import LmzooError
+from lmzoo.layers.dropout import maybe_dropout
 from lmzoo.models.base import LanguageModel
 
 
@@ -44,7 +45,7 @@ class SequenceClassifier(keras.Model):
         self.backbone = backbone
         self.num_classes = num_classes
         self.dropout = dropout
-        self.pooled_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy) if dropout else None
+        self.pooled_dropout = maybe_dropout(dropout, self.dtype_policy)
         self.classifier = keras.layers.Dense(num_classes, dtype=self.dtype_policy, name="classifier")
         self.build()
 

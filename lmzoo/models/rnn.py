@@ -8,6 +8,7 @@ from keras import ops
 
 from lmzoo.errors import LmzooError
 from lmzoo.layers.cells import CELLS, check_cell
+from lmzoo.layers.dropout import maybe_dropout
 from lmzoo.layers.recurrent import RecurrentStack, uniform_initializer
 from lmzoo.models.base import LanguageModel, check_flag, check_positive, check_rate, check_token_ids
 from lmzoo.models.sizing import rnn_matmul_params, rnn_non_embedding_params
@@ -93,11 +94,10 @@ class RNNLM(LanguageModel):
         self.embedding = keras_hub.layers.ReversibleEmbedding(
             vocab_size, width, tie_weights=tie_embeddings, embeddings_initializer=self._embedding_initializer(),
             dtype=dtype, name="embedding")
-        self.input_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="input_dropout") if dropout else None
+        self.input_dropout = maybe_dropout(dropout, dtype, name="input_dropout")
         # noise_shape (B, T, 1) drops whole token vectors rather than single features.
-        self.embedding_dropout_layer = (
-            keras.layers.Dropout(embedding_dropout, noise_shape=(None, None, 1), dtype=dtype,
-                                 name="embedding_dropout") if embedding_dropout else None)
+        self.embedding_dropout_layer = maybe_dropout(embedding_dropout, dtype, name="embedding_dropout",
+                                                     noise_shape=(None, None, 1))
         self.stack = RecurrentStack(cell, hidden_dim, num_layers, dropout=dropout, init_scale=init_scale, dtype=dtype,
                                     name="stack")
         self.projection = (

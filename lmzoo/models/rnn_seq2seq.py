@@ -6,6 +6,7 @@ from keras import ops
 
 from lmzoo.errors import LmzooError
 from lmzoo.layers.cells import CELLS, check_cell
+from lmzoo.layers.dropout import maybe_dropout
 from lmzoo.layers.recurrent import RecurrentStack, recurrent_layer
 from lmzoo.models.base import check_flag, check_positive, check_rate
 from lmzoo.models.rnn import rnn_embedding_initializer
@@ -102,7 +103,7 @@ class RNNSeq2Seq(Seq2SeqModel):
             self.encoder_layers.append(layer)
         self.decoder_stack = RecurrentStack(self.cell, self.hidden_dim, self.num_layers, dropout=self.dropout,
                                             dtype=dtype, name="decoder")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=dtype) if self.dropout else None
+        self.dropout_layer = maybe_dropout(self.dropout, dtype)
         if self.attention == "additive":
             self.query_projection = self._dense(self.hidden_dim, "query_projection", use_bias=False)
             self.key_projection = self._dense(self.hidden_dim, "key_projection", use_bias=False)

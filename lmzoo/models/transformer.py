@@ -7,7 +7,8 @@ import keras
 from lmzoo.errors import LmzooError
 from lmzoo.layers.attention import check_heads
 from lmzoo.layers.embedding import TokenAndPositionEmbedding, check_position
-from lmzoo.layers.transformer import TransformerBlock, maybe_dropout
+from lmzoo.layers.dropout import maybe_dropout
+from lmzoo.layers.transformer import TransformerBlock
 from lmzoo.models.base import LanguageModel, check_flag, check_positive, check_rate, check_token_ids
 from lmzoo.models.sizing import default_intermediate_dim
 

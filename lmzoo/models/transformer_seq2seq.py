@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
+from lmzoo.layers.dropout import maybe_dropout
 from lmzoo.layers.embedding import TokenAndPositionEmbedding
-from lmzoo.layers.transformer import TransformerBlock, maybe_dropout
+from lmzoo.layers.transformer import TransformerBlock
 from lmzoo.models.base import check_flag, check_positive
 from lmzoo.models.seq2seq import Seq2SeqModel, check_vocabularies, source_mask
 from lmzoo.models.sizing import layer_norm_params, transformer_block_params

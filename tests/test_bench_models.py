@@ -56,6 +56,10 @@ def test_the_precision_check_covers_every_policy_lmzoo_can_choose():
     assert policies_to_check(native_bf16=True, device="cpu", offer_split=True) == [
         reference, ("mixed_bfloat16", "none"), ("bfloat16_output", "xla_split")]
     assert policies_to_check(native_bf16=False, device="cpu", offer_split=True) == [reference]
+    # the recurrent families are not offered mixed_bfloat16 (auto_mixed_bfloat16), anywhere
+    assert policies_to_check(native_bf16=True, device="cpu", offer_split=True, offer_mixed=False) == [
+        reference, ("bfloat16_output", "xla_split")]
+    assert policies_to_check(native_bf16=False, device="tpu", offer_mixed=False) == [reference]
 
 
 @pytest.mark.slow
@@ -67,8 +71,10 @@ def test_bench_precision_trains_each_policy_and_compares_it_with_float32():
         by_case.setdefault(row["case"], []).append(row)
     assert list(by_case) == ["gpt_char", "lstm_word"]
     for name, rows in by_case.items():
-        # quick runs every policy the full case could be offered: the word LSTM's split output layer too
-        expected = policies_to_check(native_bf16=native, device="cpu", offer_split=True)
+        # quick runs every policy the full case could be offered: the word LSTM's split output layer too, but
+        # not mixed_bfloat16 (the recurrent families' auto_mixed_bfloat16 is False)
+        expected = policies_to_check(native_bf16=native, device="cpu", offer_split=True,
+                                     offer_mixed=name == "gpt_char")
         expected.insert(1, ("float32", "none"))  # the control: the reference's arithmetic in another order
         assert [(row["dtype_policy"], row["jit_compile"]) for row in rows] == expected
         assert [row["role"] for row in rows[:2]] == ["reference", "control"]

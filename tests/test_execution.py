@@ -145,6 +145,33 @@ def test_a_probed_run_trains_exactly_like_the_same_choice_given_explicitly(tmp_p
     assert losses(probed) == pytest.approx(losses(told), rel=1e-6)
 
 
+def test_auto_never_gives_the_recurrent_families_mixed_bfloat16(tmp_path, monkeypatch):
+    # bench precision: the word LSTM lost 0.040 nats in mixed_bfloat16 (six times its rounding floor). `auto`
+    # keeps them float32 on every device; the bfloat16 output layer (+0.011) stays a candidate; explicit wins.
+    from lmzoo.models import model_class
+
+    assert [model_class(f).auto_mixed_bfloat16 for f in ("lstm", "gru", "simple_rnn", "rnn_seq2seq")] == [False] * 4
+    assert [model_class(f).auto_mixed_bfloat16 for f in ("gpt", "bert", "transformer_seq2seq")] == [True] * 3
+    auto = dict(jit_setting="auto", dtype_setting="auto", supports_xla=True)
+    for device in ("tpu", "gpu"):
+        assert execution.rule_of_thumb(**auto, device=device, gpu_bf16=True, offer_mixed=False)[0] == "float32"
+    assert execution.candidates(**auto, native_bf16=True, offer_split=True, offer_mixed=False) == [
+        ("float32", "xla"), ("float32", "xla_parts"), ("float32", "none"), ("bfloat16_output", "xla_split")]
+    explicit = dict(auto, dtype_setting="mixed_bfloat16")
+    assert execution.candidates(**explicit, native_bf16=True, offer_mixed=False)[0] == ("mixed_bfloat16", "xla")
+    # A study run: the probe of a GRU on a CPU with native bfloat16 (mocked) times float32 only.
+    monkeypatch.setattr(execution, "PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(execution, "has_native_bf16", lambda flags: True)
+    study = {"name": "rnn_auto", "corpus": {"source": "synthetic:markov", "size": 4000},
+             "data": {"sequence_length": 16, "batch_size": 4},
+             "models": [{"family": "gru", "preset": "tiny", "args": {"hidden_dim": 8, "num_layers": 1}}],
+             "budget": {"steps": 4}, "train": {"steps_per_execution": 4, **TRAIN},
+             "evaluation": {"interval": 4, "max_batches": 1, "sample_length": 0, "test": False}}
+    record = train(study, model="gru", out_dir=tmp_path / "run", show_progress=False)
+    assert record["execution"]["source"] == "probe"
+    assert set(record["execution"]["probe"]) == {"float32/xla", "float32/xla_parts", "float32/none"}
+
+
 def test_the_split_step_is_probed_only_where_bfloat16_is_native_and_the_output_layer_dominates():
     from lmzoo.models import model_class
     from lmzoo.training.plan import output_share

@@ -152,10 +152,11 @@ def lmzoo_candidates(case):
     from lmzoo.training.strategy import cpu_features
 
     native_bf16 = execution.has_native_bf16(cpu_features()["flags"])
-    share = output_share(model_class(case["family"]), dict(case["model"], vocab_size=case["vocab_size"]),
-                         case["sequence_length"])
+    family = model_class(case["family"])
+    share = output_share(family, dict(case["model"], vocab_size=case["vocab_size"]), case["sequence_length"])
     return execution.candidates(jit_setting="auto", dtype_setting="auto", supports_xla=True, native_bf16=native_bf16,
-                                offer_split=share >= execution.SPLIT_MIN_OUTPUT_SHARE)
+                                offer_split=share >= execution.SPLIT_MIN_OUTPUT_SHARE,
+                                offer_mixed=family.auto_mixed_bfloat16)
 
 
 def measure_case(name, *, steps=None, quick=False):

@@ -133,6 +133,10 @@ class LanguageModel(keras.Model):
     is_causal = True  # position t only sees positions <= t
     uses_fused_kernel = None  # recurrent models: whether keras can run them on its fused cuDNN kernel
     splits_at_output = False  # whether it defines `output_features` and `output_layer`
+    # Whether `train.dtype_policy: auto` may choose mixed_bfloat16 for this family (an explicit setting always
+    # may). The recurrent families say no: `lmzoo bench precision` found the word LSTM 0.040 nats worse in
+    # mixed_bfloat16, six times its rounding floor (docs/performance.md).
+    auto_mixed_bfloat16 = True
 
     def __call__(self, token_ids, *args, **kwargs):
         # Accept nested lists of ids, as tokenizers return them; keras only takes arrays and tensors.

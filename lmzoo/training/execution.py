@@ -82,12 +82,14 @@ def gpu_supports_bf16():
     return tuple(capability) >= (8, 0)
 
 
-def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=False):
+def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=False, offer_mixed=True):
     """The `(dtype_policy, jit mode)` used without a probe: explicit settings as given; `auto` dtype is
     mixed_bfloat16 on TPUs and Ampere-or-later GPUs, float32 on CPUs (bfloat16 pays there only at shapes a
-    probe must confirm); `auto` XLA is on wherever the model supports it, except on TPUs (compiled anyway)."""
+    probe must confirm) and for a family that does not `offer_mixed` (its `auto_mixed_bfloat16`); `auto` XLA is
+    on wherever the model supports it, except on TPUs (compiled anyway)."""
     if dtype_setting == "auto":
-        dtype_setting = "mixed_bfloat16" if device == "tpu" or (device == "gpu" and gpu_bf16) else "float32"
+        bf16_device = device == "tpu" or (device == "gpu" and gpu_bf16)
+        dtype_setting = "mixed_bfloat16" if bf16_device and offer_mixed else "float32"
     if jit_setting == "auto":
         jit = "xla" if supports_xla and device != "tpu" else "none"
     else:
@@ -97,14 +99,16 @@ def rule_of_thumb(*, jit_setting, dtype_setting, supports_xla, device, gpu_bf16=
     return dtype_setting, jit
 
 
-def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, offer_split=False):
+def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, offer_split=False, offer_mixed=True):
     """The `(dtype_policy, jit mode)` pairs a CPU probe times.
 
     Every jit mode but the split one for float32 when XLA is left to lmzoo (split in float32 only adds a boundary:
     0.91x the whole step on the word LSTM). When the dtype is left to lmzoo and the CPU has native bfloat16:
     mixed_bfloat16 without XLA (oneDNN reaches AMX and AVX512-BF16; XLA's CPU backend upcasts, so bfloat16 under
     XLA is not worth a compilation), and with `offer_split` (a model whose output layer runs apart and is most of
-    its FLOPs, `SPLIT_MIN_OUTPUT_SHARE`) the split step with a bfloat16 output layer. An explicit dtype is timed under every jit mode left open.
+    its FLOPs, `SPLIT_MIN_OUTPUT_SHARE`) the split step with a bfloat16 output layer; mixed_bfloat16 only with
+    `offer_mixed` (the family's `auto_mixed_bfloat16`: not the recurrent ones, which lose quality in it). An
+    explicit dtype is timed under every jit mode left open.
 
     Examples:
 
@@ -124,7 +128,8 @@ def candidates(*, jit_setting, dtype_setting, supports_xla, native_bf16, offer_s
         return [(dtype_setting, jit) for jit in jits + extra]
     pairs = [("float32", jit) for jit in jits]
     if native_bf16:
-        pairs.append(("mixed_bfloat16", "none" if "none" in jits else jits[0]))
+        if offer_mixed:
+            pairs.append(("mixed_bfloat16", "none" if "none" in jits else jits[0]))
         if split_allowed:
             pairs.append(("bfloat16_output", "xla_split"))
     return pairs
@@ -224,7 +229,7 @@ def write_cache(key_parts, entry):
 
 
 def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measure, key_parts, can_probe=True,
-           gpu_bf16=False, offer_split=False):
+           gpu_bf16=False, offer_split=False, offer_mixed=True):
     """Resolve a study's `train.jit_compile` and `train.dtype_policy` for one run.
 
     Args:
@@ -232,6 +237,7 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
         supports_xla: whether the model can be compiled with XLA (keras' cuDNN kernels cannot).
         offer_split: whether the split step is a candidate: the model runs its output layer apart
             (`splits_at_output`) and spends at least `SPLIT_MIN_OUTPUT_SHARE` of its FLOPs there.
+        offer_mixed: whether `auto` may choose mixed_bfloat16 for the model (its `auto_mixed_bfloat16`).
         device: `device_kind(strategy)`.
         can_probe: whether this run can be probed (lmzoo probes CPU runs with one replica).
         native_bf16: whether the CPU has native bfloat16 (`has_native_bf16`).
@@ -244,10 +250,11 @@ def choose(*, train, supports_xla, device, native_bf16, expected_seconds, measur
         "probe": {"dtype/jit": tokens/s} (empty without a probe)}`.
     """
     settings = dict(jit_setting=train["jit_compile"], dtype_setting=train["dtype_policy"])
-    dtype, jit = rule_of_thumb(**settings, supports_xla=supports_xla, device=device, gpu_bf16=gpu_bf16)
+    dtype, jit = rule_of_thumb(**settings, supports_xla=supports_xla, device=device, gpu_bf16=gpu_bf16,
+                               offer_mixed=offer_mixed)
     choice = {"dtype_policy": dtype, "jit_compile": jit, "source": "setting", "probe": {}}
     pairs = candidates(**settings, supports_xla=supports_xla, native_bf16=native_bf16,
-                       offer_split=offer_split)
+                       offer_split=offer_split, offer_mixed=offer_mixed)
     if "auto" not in settings.values() or device != "cpu" or not can_probe or len(pairs) < 2:
         return {**choice, "source": "setting" if "auto" not in settings.values() else "rule"}
     wanted = train["probe"] is True or (train["probe"] == "auto" and expected_seconds >= PROBE_MIN_RUN_SECONDS)

@@ -80,7 +80,8 @@ def choose_execution(study, entry, task, shared, strategy):
         train=study["train"], supports_xla=True, device=device, can_probe=strategy.num_replicas_in_sync == 1,
         native_bf16=execution.has_native_bf16(features["flags"]), gpu_bf16=execution.gpu_supports_bf16(),
         expected_seconds=min(flops / (peak * execution.EXPECTED_MFU), study["budget"]["seconds"] or math.inf),
-        measure=measure, key_parts=key_parts, offer_split=offers_split(study, shared, entry))
+        measure=measure, key_parts=key_parts, offer_split=offers_split(study, shared, entry),
+        offer_mixed=model_class(entry["family"]).auto_mixed_bfloat16)
 
 
 def offers_split(study, shared, entry):

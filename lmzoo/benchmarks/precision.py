@@ -13,8 +13,8 @@ nats of float32. The cases:
 
 One seed measures the policy and the trajectory's chaos together (any rounding change sends training down
 another path), so each case also trains a control: float32 without XLA, the reference's model, seed and batches
-in another rounding order (and, with dropout, other masks: XLA draws other random bits than TensorFlow's
-kernels for the same seed). Its difference from the reference is the floor, how far such changes alone move
+in another rounding order (the same dropout masks: `lmzoo.layers.Dropout` draws them under XLA in both). Its
+difference from the reference is the floor, how far such changes alone move
 that case's loss; a policy passes within `TOLERANCE` or within the floor, whichever is larger, and `seeds` can
 average several seeds to lower the floor. (On the Zen 4 EPYC the word LSTM's control, 1,000 steps of SGD at
 rate 20, moved by 0.006 nats once its dropout masks were the same in both, 0.056 before.)

@@ -216,7 +216,8 @@ def measure_dropout(name, *, rate=0.2, dtype_policy="float32", jit="xla", batch_
                     quick=False):
     """Tokens/s of one case of `SPEED_CASES` with dropout `rate`, trained with lmzoo's `Dropout` and with keras'
     own traced into the same step instead (the layer lmzoo used before), alternating over `ROUNDS` rounds in
-    this process. Returns `{"case", "execution", "keras_tokens_per_second", "lmzoo_tokens_per_second", "ratio"}`.
+    this process. Returns `{"case", "execution", "rate", "batch_size", "keras_tokens_per_second",
+    "lmzoo_tokens_per_second", "ratio"}` (ratio: lmzoo's tokens/s over keras').
 
     `batch_size` overrides the case's (GPT 6x384 at its batch of 64 takes minutes per round without XLA).
     """
